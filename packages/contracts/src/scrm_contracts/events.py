@@ -1,0 +1,119 @@
+"""``events.v1``: what shops and channel callbacks told us, one record per event, as ingest accepted it.
+
+The envelope follows the Segment spec (``type`` is track/identify/page/screen/group/alias; a track call names its
+``event``). Semantic events (purchases, membership, channel events) have a properties model each, validated by
+ingest before publishing and again by consumers that act on them.
+"""
+
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from scrm_contracts.base import Contract, UtcDatetime
+
+SCHEMA_VERSION = 1
+MAX_AMOUNT = Decimal("1e9")
+
+
+class EventType(StrEnum):
+    ORDER_COMPLETED = "Order Completed"
+    ORDER_REFUNDED = "Order Refunded"
+
+
+def record_key(tenant_id: str, customer_key: str) -> bytes:
+    """Kafka record key: all records of one customer land on one partition, in order."""
+    return f"{tenant_id}:{customer_key}".encode()
+
+
+class TrackedEvent(Contract):
+    """One accepted event on ``events.v1``."""
+
+    event_id: str = Field(min_length=1, max_length=200, description="messageId from the sender; the dedup key")
+    tenant_id: str
+    type: Literal["track", "identify", "page", "screen", "group", "alias"]
+    event: str | None = Field(default=None, description="Track event name, e.g. 'Order Completed'")
+    user_id: str | None = None
+    anonymous_id: str | None = None
+    occurred_at: UtcDatetime
+    received_at: UtcDatetime
+    schema_version: int = SCHEMA_VERSION
+    properties: dict[str, Any] = Field(default_factory=dict)
+    traits: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _has_identity(self) -> "TrackedEvent":
+        if not self.user_id and not self.anonymous_id:
+            raise ValueError("userId or anonymousId is required")
+        return self
+
+    @property
+    def customer_key(self) -> str:
+        """The identifier the record is keyed by: the shop's user id, else the anonymous id."""
+        return self.user_id or f"anon:{self.anonymous_id}"
+
+
+def _finite_amount(value: Decimal | None) -> Decimal | None:
+    if value is None:
+        return None
+    if not value.is_finite():
+        raise ValueError("must be a finite number")
+    if value < 0:
+        raise ValueError("must not be negative")
+    if value > MAX_AMOUNT:
+        raise ValueError(f"must not exceed {MAX_AMOUNT:,.0f}")
+    return value
+
+
+Amount = Annotated[Decimal, Field(allow_inf_nan=False)]
+
+
+class Product(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    product_id: str | None = None
+    sku: str | None = None
+    name: str | None = None
+    price: Amount | None = None
+    quantity: int | None = Field(default=None, ge=0)
+
+
+class OrderCompletedProperties(BaseModel):
+    """Segment e-commerce ``Order Completed``: ``order_id`` and ``total`` (or ``revenue``) are required."""
+
+    model_config = ConfigDict(extra="allow")
+
+    order_id: str = Field(min_length=1, max_length=200)
+    total: Amount | None = None
+    revenue: Amount | None = None
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+    products: list[Product] = Field(default_factory=list)
+
+    _check_total = field_validator("total", "revenue")(_finite_amount)
+
+    @model_validator(mode="after")
+    def _needs_amount(self) -> "OrderCompletedProperties":
+        if self.total is None and self.revenue is None:
+            raise ValueError("total or revenue is required")
+        return self
+
+    @property
+    def amount(self) -> Decimal:
+        """What the order is worth: ``total``, else ``revenue``."""
+        value = self.total if self.total is not None else self.revenue
+        assert value is not None
+        return value
+
+
+class OrderRefundedProperties(BaseModel):
+    """Segment e-commerce ``Order Refunded``: a full refund unless ``total`` names a partial amount."""
+
+    model_config = ConfigDict(extra="allow")
+
+    order_id: str = Field(min_length=1, max_length=200)
+    total: Amount | None = None
+    currency: str = Field(default="CNY", min_length=3, max_length=3)
+
+    _check_total = field_validator("total")(_finite_amount)

@@ -1,0 +1,160 @@
+"""Transactional outbox and inbox.
+
+A handler writes its state change and the records it must publish in one transaction (``enqueue``); the relay
+publishes them and deletes them only after Kafka acknowledged. A consumer records each processed ``event_id`` in
+the same transaction as its writes (``claim_new``), so a redelivered record changes nothing.
+"""
+
+import asyncio
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from aiokafka import AIOKafkaProducer
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    LargeBinary,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from scrm_kit.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
+
+logger = logging.getLogger(__name__)
+
+
+def outbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "outbox",
+        metadata,
+        Column("id", BigInteger, Identity(), primary_key=True),
+        Column("topic", Text, nullable=False),
+        Column("key", LargeBinary, nullable=False),
+        Column("value", LargeBinary, nullable=False),
+        Column("headers", JSONB, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def inbox_table(metadata: MetaData) -> Table:
+    return Table(
+        "inbox",
+        metadata,
+        Column("consumer", Text, primary_key=True),
+        Column("tenant_id", Text, primary_key=True),
+        Column("event_id", Text, primary_key=True),
+        Column("processed_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingRecord:
+    topic: str
+    key: bytes
+    value: bytes
+
+
+async def enqueue(session: AsyncSession, table: Table, records: Iterable[OutgoingRecord]) -> None:
+    """Add records to the outbox inside the caller's transaction."""
+    rows = [{"topic": r.topic, "key": r.key, "value": r.value} for r in records]
+    if rows:
+        await session.execute(table.insert(), rows)
+
+
+async def claim_new(
+    session: AsyncSession, table: Table, consumer: str, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Record (tenant_id, event_id) pairs as processed; return the ones never seen before."""
+    if not keys:
+        return set()
+    unique = list(dict.fromkeys(keys))
+    stmt = (
+        insert(table)
+        .values([{"consumer": consumer, "tenant_id": t, "event_id": e} for t, e in unique])
+        .on_conflict_do_nothing()
+        .returning(table.c.tenant_id, table.c.event_id)
+    )
+    result = await session.execute(stmt)
+    return {(row.tenant_id, row.event_id) for row in result}
+
+
+class OutboxRelay:
+    """Publishes outbox rows in id order; any number of relays share the table with SKIP LOCKED."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        table: Table,
+        producer: AIOKafkaProducer,
+        batch_size: int = 500,
+        idle_interval: float = 0.05,
+    ) -> None:
+        self._sessions = sessions
+        self._table = table
+        self._producer = producer
+        self._batch_size = batch_size
+        self._idle_interval = idle_interval
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    name = "outbox-relay"
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name=self.name)
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            try:
+                await asyncio.wait_for(self._task, timeout=15)
+            except (TimeoutError, asyncio.CancelledError):
+                self._task.cancel()
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None and not self._task.done()
+
+    async def relay_once(self) -> int:
+        """Publish one batch; return how many records went out."""
+        t = self._table
+        async with self._sessions() as session, session.begin():
+            rows = (
+                await session.execute(
+                    select(t.c.id, t.c.topic, t.c.key, t.c.value)
+                    .order_by(t.c.id)
+                    .limit(self._batch_size)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            if not rows:
+                return 0
+            futures = [await self._producer.send(r.topic, value=r.value, key=r.key) for r in rows]
+            await asyncio.gather(*futures)
+            await session.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
+        for r in rows:
+            OUTBOX_PUBLISHED.labels(r.topic).inc()
+        return len(rows)
+
+    async def _run(self) -> None:
+        while not self._stopping.is_set():
+            try:
+                sent = await self.relay_once()
+                OUTBOX_PENDING.set(0 if sent < self._batch_size else self._batch_size)
+            except Exception:
+                logger.exception("outbox relay failed; retrying")
+                sent = 0
+                await asyncio.sleep(1)
+            if sent < self._batch_size:
+                try:
+                    await asyncio.wait_for(self._stopping.wait(), timeout=self._idle_interval)
+                except TimeoutError:
+                    pass

@@ -1,0 +1,191 @@
+"""What every service process is made of: engine, producer, background workers, and the FastAPI app around them.
+
+Each role (``api``, ``consumer``, ``scheduler``) can run alone or together in one process; every process serves
+``/healthz``, ``/readyz`` and ``/metrics`` whatever its roles.
+"""
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Annotated, Protocol
+
+from aiokafka import AIOKafkaProducer
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from scrm_kit.db import ping
+from scrm_kit.errors import InvalidInput, NotFound, RetryableError, ScrmError
+from scrm_kit.tenancy import TenantDirectory, Unauthorized
+
+logger = logging.getLogger(__name__)
+
+
+class Worker(Protocol):
+    """A background component: a consumer runner, an outbox relay, a scheduler loop."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    @property
+    def running(self) -> bool: ...
+
+
+@dataclass
+class Runtime:
+    """The live parts of one service process, built by the service's bootstrap."""
+
+    name: str
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    producer: AIOKafkaProducer
+    workers: list[Worker] = field(default_factory=list)
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+    async def start(self) -> None:
+        await self.producer.start()
+        for hook in self.on_start:
+            await hook()
+        for worker in self.workers:
+            await worker.start()
+
+    async def stop(self) -> None:
+        """Graceful: workers finish and commit what they hold, then the producer flushes."""
+        for worker in reversed(self.workers):
+            try:
+                await worker.stop()
+            except Exception:
+                logger.exception("worker failed to stop cleanly")
+        for hook in self.on_stop:
+            await hook()
+        await self.producer.stop()
+        await self.engine.dispose()
+
+    async def readiness(self) -> dict[str, str]:
+        checks: dict[str, str] = {}
+        try:
+            await asyncio.wait_for(ping(self.engine), timeout=2)
+            checks["postgres"] = "ok"
+        except Exception as exc:  # noqa: BLE001 - reported, not raised
+            checks["postgres"] = f"down: {type(exc).__name__}"
+        try:
+            await asyncio.wait_for(self.producer.client.fetch_all_metadata(), timeout=2)
+            checks["kafka"] = "ok"
+        except Exception as exc:  # noqa: BLE001
+            checks["kafka"] = f"down: {type(exc).__name__}"
+        for worker in self.workers:
+            label = getattr(worker, "name", type(worker).__name__)
+            ready = worker.running and getattr(worker, "ready", True)
+            checks[label] = "ok" if ready else "starting"
+        return checks
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class HealthBody(BaseModel):
+    status: str
+    checks: dict[str, str] = {}
+
+
+def error_response(status: int, code: str, message: str, field: str | None = None) -> JSONResponse:
+    body = ErrorBody(error=ErrorDetail(code=code, message=message, field=field))
+    return JSONResponse(status_code=status, content=body.model_dump())
+
+
+def _field_path(loc: Sequence[int | str]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Map domain errors to HTTP in one place, with a body that names what was wrong and where."""
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        return error_response(400, "invalid_input", str(first["msg"]), _field_path(first["loc"]))
+
+    @app.exception_handler(ScrmError)
+    async def _domain(_: Request, exc: ScrmError) -> JSONResponse:
+        status = 400
+        if isinstance(exc, Unauthorized):
+            status = 401
+        elif isinstance(exc, NotFound):
+            status = 404
+        elif isinstance(exc, RetryableError):
+            status = 503
+        field_name = exc.field if isinstance(exc, InvalidInput) else None
+        return error_response(status, exc.code, str(exc), field_name)
+
+
+def create_app(
+    runtime_factory: Callable[[], Runtime],
+    *,
+    title: str,
+    routers: Sequence[APIRouter] = (),
+    version: str = "0.1.0",
+) -> FastAPI:
+    """The service's FastAPI app: lifespan starts the runtime; ops endpoints always; routers when serving API."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        runtime = runtime_factory()
+        app.state.runtime = runtime
+        app.state.tenants = TenantDirectory(runtime.sessions)
+        await runtime.start()
+        logger.info("service started", extra={"service": runtime.name})
+        try:
+            yield
+        finally:
+            await runtime.stop()
+            logger.info("service stopped", extra={"service": runtime.name})
+
+    app = FastAPI(title=title, version=version, lifespan=lifespan)
+    install_error_handlers(app)
+
+    @app.get("/healthz", response_model=HealthBody, tags=["ops"])
+    async def healthz(request: Request) -> HealthBody | JSONResponse:
+        runtime: Runtime = request.app.state.runtime
+        dead = [getattr(w, "name", type(w).__name__) for w in runtime.workers if not w.running]
+        if dead:
+            return JSONResponse(status_code=503, content={"status": "failing", "checks": {d: "stopped" for d in dead}})
+        return HealthBody(status="ok")
+
+    @app.get("/readyz", response_model=HealthBody, tags=["ops"])
+    async def readyz(request: Request) -> HealthBody | JSONResponse:
+        checks = await request.app.state.runtime.readiness()
+        if all(v == "ok" for v in checks.values()):
+            return HealthBody(status="ready", checks=checks)
+        return JSONResponse(status_code=503, content={"status": "not_ready", "checks": checks})
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    for router in routers:
+        app.include_router(router)
+    return app
+
+
+async def _session(request: Request) -> AsyncIterator[AsyncSession]:
+    async with request.app.state.runtime.sessions() as session:
+        yield session
+
+
+SessionDep = Annotated[AsyncSession, Depends(_session)]
+"""A database session for one request (read paths; handlers open their own unit of work)."""

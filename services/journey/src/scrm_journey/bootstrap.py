@@ -1,0 +1,33 @@
+"""The one place that builds the journey service's engine, producer, consumers and relay from settings."""
+
+from scrm_contracts import Topic
+from scrm_journey.adapters.orm import outbox
+from scrm_journey.service.consume import JourneyConsumer
+from scrm_journey.settings import Settings
+from scrm_kit.clock import Clock, SystemClock
+from scrm_kit.db import build_engine, build_sessionmaker
+from scrm_kit.kafka import ConsumerRunner, build_producer
+from scrm_kit.logging import configure_logging
+from scrm_kit.outbox import OutboxRelay
+from scrm_kit.runtime import Runtime
+
+
+def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
+    configure_logging("journey", settings.log_level)
+    engine = build_engine(settings.db)
+    sessions = build_sessionmaker(engine)
+    producer = build_producer(settings.kafka, "-journey")
+    runtime = Runtime(name="journey", engine=engine, sessions=sessions, producer=producer)
+    if "consumer" in settings.roles:
+        runtime.workers.append(
+            ConsumerRunner(
+                settings=settings.kafka,
+                group=settings.consumer_group,
+                topics=[Topic.PROFILE_CHANGES.value],
+                handler=JourneyConsumer(sessions, clock or SystemClock()),
+                producer=producer,
+            )
+        )
+    if "consumer" in settings.roles or "scheduler" in settings.roles:
+        runtime.workers.append(OutboxRelay(sessions, outbox, producer))
+    return runtime

@@ -1,0 +1,32 @@
+"""The one place that builds the profile service's engine, producer, consumers and relay from settings."""
+
+from scrm_contracts import Topic
+from scrm_kit.db import build_engine, build_sessionmaker
+from scrm_kit.kafka import ConsumerRunner, build_producer
+from scrm_kit.logging import configure_logging
+from scrm_kit.outbox import OutboxRelay
+from scrm_kit.runtime import Runtime
+from scrm_profile.adapters.orm import outbox
+from scrm_profile.service.consume import ProfileConsumer
+from scrm_profile.settings import Settings
+
+
+def build_runtime(settings: Settings) -> Runtime:
+    configure_logging("profile", settings.log_level)
+    engine = build_engine(settings.db)
+    sessions = build_sessionmaker(engine)
+    producer = build_producer(settings.kafka, "-profile")
+    runtime = Runtime(name="profile", engine=engine, sessions=sessions, producer=producer)
+    if "consumer" in settings.roles:
+        runtime.workers.append(
+            ConsumerRunner(
+                settings=settings.kafka,
+                group=settings.consumer_group,
+                topics=[Topic.EVENTS.value, Topic.TOUCH_RESULTS.value],
+                handler=ProfileConsumer(sessions),
+                producer=producer,
+            )
+        )
+    if "consumer" in settings.roles or "scheduler" in settings.roles:
+        runtime.workers.append(OutboxRelay(sessions, outbox, producer))
+    return runtime
