@@ -224,6 +224,26 @@ def run_stack() -> None:
     console.print("Stopped every process this run started.")
 
 
+@app.command("demo-env")
+def demo_env() -> None:
+    """Print shell exports for the demo tenant of `scrm run`: eval "$(.venv/bin/scrm demo-env)"."""
+    from scrm_stack.launcher import Stack
+
+    stack = Stack()
+    saved = stack.config.state_dir / "demo-tenant.json"
+    if not saved.exists():
+        console.print("[red]no demo tenant yet: start the stack with `make run` first[/red]")
+        raise typer.Exit(1)
+    tenant = json.loads(saved.read_text())
+    exports = {
+        "SCRM_TENANT_ID": tenant["tenant_id"],
+        "SCRM_WRITE_KEY": tenant["write_key"],
+        "SCRM_API_TOKEN": tenant["api_token"],
+        **{f"SCRM_{name.upper()}_URL": stack.url(name) for name in (*SERVICES, "sink")},
+    }
+    print("\n".join(f"export {key}={value}" for key, value in exports.items()))
+
+
 def _print_banner(stack: object, tenant: dict[str, str]) -> None:
     from scrm_stack.launcher import Stack
 
@@ -239,7 +259,7 @@ def _print_banner(stack: object, tenant: dict[str, str]) -> None:
         f"  SCRM_WRITE_KEY={tenant['write_key']}",
         f"  SCRM_API_TOKEN={tenant['api_token']}",
         "",
-        "Try the flow from the README (the variables above are read from .local/demo-tenant.json there).",
+        'Try the flow from the README: eval "$(.venv/bin/scrm demo-env)" sets these in your shell.',
         "Ctrl-C stops everything.",
     ]
     print("\n".join(lines), flush=True)

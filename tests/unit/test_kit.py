@@ -1,0 +1,89 @@
+"""Unit tests of the kit's pure parts: the consumer runner's poison isolation, settings, log masking."""
+
+from collections.abc import Sequence
+from typing import Any
+
+from aiokafka.structs import ConsumerRecord
+
+from scrm_kit.errors import InvalidInput, RetryableError
+from scrm_kit.kafka import ConsumerRunner, Record
+from scrm_kit.logging import mask_personal_data
+from scrm_kit.settings import KafkaSettings, ServiceSettings
+
+
+class FakeProducer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes | None, dict[str, bytes]]] = []
+
+    async def send_and_wait(self, topic: str, value: bytes | None, key: bytes | None, headers: Any) -> None:
+        self.sent.append((topic, value, dict(headers)))
+
+
+def record(offset: int, value: bytes) -> Record:
+    return ConsumerRecord("events.v1", 0, offset, 0, 0, b"k", value, None, len(b"k"), len(value), [])
+
+
+def runner(handler: Any, producer: FakeProducer) -> ConsumerRunner:
+    return ConsumerRunner(
+        settings=KafkaSettings(),
+        group="profile",
+        topics=["events.v1"],
+        handler=handler,
+        producer=producer,
+        retry_attempts=3,
+        retry_base_delay=0.001,
+    )  # type: ignore[arg-type]
+
+
+async def test_one_poison_record_is_dead_lettered_and_the_rest_applied() -> None:
+    applied: list[bytes] = []
+
+    async def handler(records: Sequence[Record]) -> None:
+        if any(r.value == b"poison" for r in records):
+            raise InvalidInput("malformed record", field="value")
+        applied.extend(r.value for r in records if r.value)
+
+    producer = FakeProducer()
+    await runner(handler, producer)._apply([record(0, b"a"), record(1, b"poison"), record(2, b"b")])
+    assert applied == [b"a", b"b"]
+    assert len(producer.sent) == 1
+    topic, value, headers = producer.sent[0]
+    assert (topic, value) == ("profile.dlq", b"poison")
+    assert headers["dlq.kind"] == b"permanent"
+    assert headers["dlq.offset"] == b"1"
+    assert b"malformed record" in headers["dlq.reason"]
+
+
+async def test_retryable_failures_are_retried_then_dead_lettered() -> None:
+    calls = 0
+
+    async def flaky(records: Sequence[Record]) -> None:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise RetryableError("database briefly away")
+
+    producer = FakeProducer()
+    await runner(flaky, producer)._apply([record(0, b"a")])
+    assert calls == 3 and producer.sent == []
+
+    async def down(records: Sequence[Record]) -> None:
+        raise RetryableError("database down")
+
+    await runner(down, producer)._apply([record(5, b"z")])
+    assert producer.sent[0][2]["dlq.kind"] == b"retries_exhausted"
+
+
+def test_roles_and_nested_settings_come_from_the_environment(monkeypatch: Any) -> None:
+    monkeypatch.setenv("SCRM_ROLES", "api, consumer")
+    monkeypatch.setenv("SCRM_KAFKA__BOOTSTRAP_SERVERS", "kafka-1:9092")
+    settings = ServiceSettings()
+    assert settings.roles == ["api", "consumer"]
+    assert settings.kafka.bootstrap_servers == "kafka-1:9092"
+
+
+def test_phones_and_emails_are_masked_in_logs() -> None:
+    masked = mask_personal_data("customer 13812345678 <li.wei@example.com> +8613912345678")
+    assert "13812345678" not in masked and "li.wei@" not in masked
+    assert "138****5678" in masked
+    assert "l***@example.com" in masked
