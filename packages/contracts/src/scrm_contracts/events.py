@@ -6,20 +6,14 @@ ingest before publishing and again by consumers that act on them.
 """
 
 from decimal import Decimal
-from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from scrm_contracts.base import Contract, UtcDatetime
 
 SCHEMA_VERSION = 1
 MAX_AMOUNT = Decimal("1e9")
-
-
-class EventType(StrEnum):
-    ORDER_COMPLETED = "Order Completed"
-    ORDER_REFUNDED = "Order Refunded"
 
 
 def record_key(tenant_id: str, customer_key: str) -> bytes:
@@ -55,7 +49,8 @@ class TrackedEvent(Contract):
         return self.user_id or f"anon:{self.anonymous_id}"
 
 
-def _finite_amount(value: Decimal | None) -> Decimal | None:
+def finite_amount(value: Decimal | None) -> Decimal | None:
+    """Validator for money: finite, not negative, at most 1e9."""
     if value is None:
         return None
     if not value.is_finite():
@@ -68,52 +63,3 @@ def _finite_amount(value: Decimal | None) -> Decimal | None:
 
 
 Amount = Annotated[Decimal, Field(allow_inf_nan=False)]
-
-
-class Product(BaseModel):
-    model_config = ConfigDict(extra="allow")
-
-    product_id: str | None = None
-    sku: str | None = None
-    name: str | None = None
-    price: Amount | None = None
-    quantity: int | None = Field(default=None, ge=0)
-
-
-class OrderCompletedProperties(BaseModel):
-    """Segment e-commerce ``Order Completed``: ``order_id`` and ``total`` (or ``revenue``) are required."""
-
-    model_config = ConfigDict(extra="allow")
-
-    order_id: str = Field(min_length=1, max_length=200)
-    total: Amount | None = None
-    revenue: Amount | None = None
-    currency: str = Field(default="CNY", min_length=3, max_length=3)
-    products: list[Product] = Field(default_factory=list)
-
-    _check_total = field_validator("total", "revenue")(_finite_amount)
-
-    @model_validator(mode="after")
-    def _needs_amount(self) -> "OrderCompletedProperties":
-        if self.total is None and self.revenue is None:
-            raise ValueError("total or revenue is required")
-        return self
-
-    @property
-    def amount(self) -> Decimal:
-        """What the order is worth: ``total``, else ``revenue``."""
-        value = self.total if self.total is not None else self.revenue
-        assert value is not None
-        return value
-
-
-class OrderRefundedProperties(BaseModel):
-    """Segment e-commerce ``Order Refunded``: a full refund unless ``total`` names a partial amount."""
-
-    model_config = ConfigDict(extra="allow")
-
-    order_id: str = Field(min_length=1, max_length=200)
-    total: Amount | None = None
-    currency: str = Field(default="CNY", min_length=3, max_length=3)
-
-    _check_total = field_validator("total")(_finite_amount)

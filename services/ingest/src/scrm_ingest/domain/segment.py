@@ -10,16 +10,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from scrm_contracts import EventType, OrderCompletedProperties, OrderRefundedProperties, TrackedEvent
+from scrm_contracts import IdentifyTraits, TrackedEvent, properties_model
 from scrm_contracts.base import UtcDatetime
 
 MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
 MAX_FUTURE = timedelta(hours=24)
-
-SEMANTIC_PROPERTIES: dict[str, type[BaseModel]] = {
-    EventType.ORDER_COMPLETED.value: OrderCompletedProperties,
-    EventType.ORDER_REFUNDED.value: OrderRefundedProperties,
-}
 
 
 class MessageError(Exception):
@@ -52,6 +47,14 @@ def _field_of(error: ValidationError) -> tuple[str, str]:
     return ".".join(str(p) for p in first["loc"]) or "body", first["msg"]
 
 
+def _check_part(model: type[BaseModel], value: dict[str, Any], part: str) -> None:
+    try:
+        model.model_validate(value)
+    except ValidationError as exc:
+        field, reason = _field_of(exc)
+        raise MessageError(f"{part}.{field}" if field != "body" else part, reason) from exc
+
+
 def to_event(raw: Any, *, tenant_id: str, kind: MessageType | None, received_at: datetime) -> TrackedEvent:
     """Validate one Segment message and build the event to publish; raises ``MessageError``."""
     if not isinstance(raw, dict):
@@ -72,12 +75,11 @@ def to_event(raw: Any, *, tenant_id: str, kind: MessageType | None, received_at:
         occurred_at = received_at - (message.sent_at - message.timestamp)
     if occurred_at - received_at > MAX_FUTURE:
         raise MessageError("timestamp", "more than 24 hours in the future")
-    if message_type == "track" and message.event in SEMANTIC_PROPERTIES:
-        try:
-            SEMANTIC_PROPERTIES[message.event].model_validate(message.properties)
-        except ValidationError as exc:
-            field, reason = _field_of(exc)
-            raise MessageError(f"properties.{field}" if field != "body" else "properties", reason) from exc
+    semantic = properties_model(message.event) if message_type == "track" else None
+    if semantic is not None:
+        _check_part(semantic, message.properties, "properties")
+    if message_type == "identify":
+        _check_part(IdentifyTraits, message.traits, "traits")
     return TrackedEvent(
         event_id=message.message_id or f"gen-{uuid.uuid4()}",
         tenant_id=tenant_id,

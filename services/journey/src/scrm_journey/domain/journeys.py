@@ -7,7 +7,7 @@ becomes ``new`` (their first order), send a welcome touch. Later issues add the 
 from dataclasses import dataclass, field
 from typing import Literal
 
-from scrm_contracts import LifecycleStageChanged, OrderRecorded
+from scrm_contracts import LifecycleStageChanged, ProfileChange
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,7 +16,7 @@ class StageEntered:
 
     to_stage: str
 
-    def matches(self, change: LifecycleStageChanged | OrderRecorded) -> bool:
+    def matches(self, change: ProfileChange) -> bool:
         return isinstance(change, LifecycleStageChanged) and change.to_stage == self.to_stage
 
 
@@ -48,7 +48,7 @@ WELCOME = JourneyDefinition(
 BUILT_IN: tuple[JourneyDefinition, ...] = (WELCOME,)
 
 
-def journeys_entered(change: LifecycleStageChanged | OrderRecorded) -> list[JourneyDefinition]:
+def journeys_entered(change: ProfileChange) -> list[JourneyDefinition]:
     """The journeys this change enters the customer into."""
     return [j for j in BUILT_IN if j.trigger.matches(change)]
 

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scrm_contracts import LifecycleStageChanged, OrderRecorded, Topic, TouchRequest, parse_profile_change, record_key
+from scrm_contracts import ProfileChange, Topic, TouchRequest, parse_profile_change, record_key
 from scrm_journey.adapters.orm import InstanceRow, TransitionRow, inbox, outbox
 from scrm_journey.domain.journeys import JourneyDefinition, journeys_entered, touch_key
 from scrm_kit.clock import Clock
@@ -18,7 +18,7 @@ from scrm_kit.outbox import OutgoingRecord, claim_new, enqueue
 CONSUMER = "journey"
 
 
-def parse_record(record: Record) -> LifecycleStageChanged | OrderRecorded | None:
+def parse_record(record: Record) -> ProfileChange | None:
     if record.value is None:
         raise InvalidInput("record has no value", field="value")
     try:
@@ -46,9 +46,7 @@ class JourneyConsumer:
                 for journey in journeys_entered(change):
                     await self._enter(session, journey, change)
 
-    async def _enter(
-        self, session: AsyncSession, journey: JourneyDefinition, change: LifecycleStageChanged | OrderRecorded
-    ) -> None:
+    async def _enter(self, session: AsyncSession, journey: JourneyDefinition, change: ProfileChange) -> None:
         now = self._clock.now()
         instance_id = f"ji_{secrets.token_hex(10)}"
         entered = await session.execute(

@@ -11,11 +11,11 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import (
-    EventType,
     LifecycleStageChanged,
     OrderCompletedProperties,
     OrderRecorded,
     OrderRefundedProperties,
+    SemanticEvent,
     Topic,
     TouchResult,
     TrackedEvent,
@@ -74,7 +74,7 @@ class ProfileConsumer:
         customer = await repo.customer_for_user(session, event.tenant_id, event.user_id, event.anonymous_id)
         if event.type != "track":
             return
-        if event.event == EventType.ORDER_COMPLETED:
+        if event.event == SemanticEvent.ORDER_COMPLETED:
             try:
                 order = OrderCompletedProperties.model_validate(event.properties)
             except ValidationError as exc:
@@ -101,7 +101,7 @@ class ProfileConsumer:
                     amount=order.amount,
                     currency=order.currency.upper(),
                 )
-        elif event.event == EventType.ORDER_REFUNDED:
+        elif event.event == SemanticEvent.ORDER_REFUNDED:
             try:
                 refund = OrderRefundedProperties.model_validate(event.properties)
             except ValidationError as exc:
