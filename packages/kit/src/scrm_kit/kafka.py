@@ -124,7 +124,7 @@ class ConsumerRunner:
                 logger.exception("fetch failed; retrying", extra={"group": self.group})
                 await asyncio.sleep(1)
                 continue
-            self.ready = True
+            self.ready = bool(consumer.assignment())
             for tp, records in batches.items():
                 if not records:
                     continue
