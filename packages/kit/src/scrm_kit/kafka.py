@@ -117,6 +117,7 @@ class ConsumerRunner:
     async def _run(self) -> None:
         assert self._consumer is not None
         consumer = self._consumer
+        started_at = time.monotonic()
         while not self._stopping.is_set():
             try:
                 batches = await consumer.getmany(timeout_ms=300, max_records=self._max_records)
@@ -124,7 +125,9 @@ class ConsumerRunner:
                 logger.exception("fetch failed; retrying", extra={"group": self.group})
                 await asyncio.sleep(1)
                 continue
-            self.ready = bool(consumer.assignment())
+            # Ready once it holds partitions; a replica beyond the partition count holds none, so after a
+            # few healthy polls it is ready too (it takes over on the next rebalance).
+            self.ready = self.ready or bool(consumer.assignment()) or time.monotonic() - started_at > 10
             for tp, records in batches.items():
                 if not records:
                     continue
