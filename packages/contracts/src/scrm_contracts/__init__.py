@@ -33,7 +33,7 @@ from scrm_contracts.semantic import (
     properties_model,
 )
 from scrm_contracts.topics import Topic, dlq_topic
-from scrm_contracts.touches import TouchRequest, TouchResult, TouchStatus
+from scrm_contracts.touches import StaffTaskSpec, TouchRequest, TouchResult, TouchStatus
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -58,6 +58,7 @@ __all__ = [
     "OrderRecorded",
     "OrderRefundedProperties",
     "SemanticEvent",
+    "StaffTaskSpec",
     "Topic",
     "TouchRequest",
     "TouchResult",

@@ -3,13 +3,15 @@
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from scrm_contracts.base import Contract, UtcDatetime
 from scrm_contracts.events import SCHEMA_VERSION
 
 
 class TouchStatus(StrEnum):
+    """Outcomes of a touch. ``completed``/``expired`` are for staff tasks (``outcome`` says what happened)."""
+
     SUPPRESSED = "suppressed"
     DEFERRED = "deferred"
     SENT = "sent"
@@ -18,6 +20,19 @@ class TouchStatus(StrEnum):
     OPENED = "opened"
     CLICKED = "clicked"
     REPLIED = "replied"
+    COMPLETED = "completed"
+    EXPIRED = "expired"
+
+
+class StaffTaskSpec(BaseModel):
+    """A task for a real person (导购) instead of an automatic message: "tools plus people"."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    staff_id: str | None = Field(default=None, description="Defaults to the customer's owning staff member")
+    title: str = Field(min_length=1, max_length=200)
+    suggested_words: str | None = Field(default=None, max_length=2000)
+    due_at: UtcDatetime | None = None
 
 
 class TouchRequest(Contract):
@@ -36,6 +51,7 @@ class TouchRequest(Contract):
     template_id: str
     priority: Literal["marketing", "transactional"] = "marketing"
     variables: dict[str, Any] = Field(default_factory=dict)
+    task: StaffTaskSpec | None = Field(default=None, description="Set when the channel is staff_task")
     requested_at: UtcDatetime
     schema_version: int = SCHEMA_VERSION
 
@@ -53,5 +69,6 @@ class TouchResult(Contract):
     status: TouchStatus
     reason: str | None = None
     provider_message_id: str | None = None
+    outcome: str | None = Field(default=None, description="What the staff member recorded on a completed task")
     occurred_at: UtcDatetime
     schema_version: int = SCHEMA_VERSION
