@@ -23,8 +23,18 @@ mkdir -p "$BIN_DIR"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 echo "ensure-helm: building helm $HELM_VERSION from Go modules (first run only, a few minutes)" >&2
-# The version is stamped into the binary the way helm's own Makefile does, so `helm version` tells the truth.
+# Stamp the binary the way helm's own Makefile does: its version, and the Kubernetes version of the k8s.io modules
+# it was built with (else `helm template` and `helm lint` assume Kubernetes 1.20).
+gomod="$(timeout 600 go mod download -json "helm.sh/helm/v3@$HELM_VERSION" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",$/\1/p')"
+k8s_minor="$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$gomod" | head -n1)"
+if [[ -z "$k8s_minor" ]]; then
+  echo "ensure-helm: cannot read the k8s.io/client-go version from $gomod" >&2
+  exit 1
+fi
 ldflags="-s -w -X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+for pkg in helm.sh/helm/v3/pkg/lint/rules helm.sh/helm/v3/pkg/chartutil; do
+  ldflags="$ldflags -X $pkg.k8sVersionMajor=1 -X $pkg.k8sVersionMinor=$k8s_minor"
+done
 timeout 1200 env GOBIN="$work" CGO_ENABLED=0 GOFLAGS=-mod=mod \
   go install -ldflags "$ldflags" "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" >&2
 mv "$work/helm" "$TARGET"
