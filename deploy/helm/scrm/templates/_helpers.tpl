@@ -95,39 +95,39 @@ scrm.io/role: {{ .role }}
 {{- toYaml (dict "items" $out) -}}
 {{- end -}}
 
-{{/* Environment shared by every process and the hook Jobs: call with (dict "root" $ "secret" NAME "clientId" ID). */}}
-{{- define "scrm.baseEnv" -}}
+{{/* The environment of an SCRM container: call with
+     (dict "root" $ "secret" NAME "clientId" ID "roles" ROLES-or-"" "env" SERVICE-ENV-MAP).
+     Later sources win, one entry per name: chart settings < extraEnv < the service's env. */}}
+{{- define "scrm.env" -}}
 {{- $v := .root.Values -}}
-- name: SCRM_ENV
-  value: {{ $v.env | quote }}
-- name: SCRM_LOG_LEVEL
-  value: {{ $v.logLevel | quote }}
+{{- $plain := dict
+  "SCRM_ENV" $v.env
+  "SCRM_LOG_LEVEL" $v.logLevel
+  "SCRM_DB__POOL_SIZE" $v.postgres.poolSize
+  "SCRM_DB__MAX_OVERFLOW" $v.postgres.maxOverflow
+  "SCRM_KAFKA__BOOTSTRAP_SERVERS" (required "kafka.bootstrapServers is required" $v.kafka.bootstrapServers)
+  "SCRM_KAFKA__CLIENT_ID" .clientId
+  "SCRM_KAFKA__ENABLE_IDEMPOTENCE" $v.kafka.enableIdempotence
+  "SCRM_KAFKA__LINGER_MS" $v.kafka.lingerMs
+  "SCRM_KAFKA__MAX_BATCH_SIZE" $v.kafka.maxBatchSize
+  "SCRM_KAFKA__SESSION_TIMEOUT_MS" $v.kafka.sessionTimeoutMs
+  "SCRM_KAFKA__REQUEST_TIMEOUT_MS" $v.kafka.requestTimeoutMs
+-}}
+{{- if .roles -}}
+{{- $_ := set $plain "SCRM_ROLES" .roles -}}
+{{- end -}}
+{{- $plain = mergeOverwrite $plain (deepCopy ($v.extraEnv | default dict)) (deepCopy (.env | default dict)) -}}
+{{- if hasKey $plain "SCRM_DB__URL" -}}
+{{- fail "SCRM_DB__URL comes from postgres.url or postgres.existingSecret, not from extraEnv or services.*.env" -}}
+{{- end -}}
 - name: SCRM_DB__URL
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
       key: {{ $v.postgres.existingSecretKey }}
-- name: SCRM_DB__POOL_SIZE
-  value: {{ $v.postgres.poolSize | quote }}
-- name: SCRM_DB__MAX_OVERFLOW
-  value: {{ $v.postgres.maxOverflow | quote }}
-- name: SCRM_KAFKA__BOOTSTRAP_SERVERS
-  value: {{ required "kafka.bootstrapServers is required" $v.kafka.bootstrapServers | quote }}
-- name: SCRM_KAFKA__CLIENT_ID
-  value: {{ .clientId | quote }}
-- name: SCRM_KAFKA__ENABLE_IDEMPOTENCE
-  value: {{ $v.kafka.enableIdempotence | quote }}
-- name: SCRM_KAFKA__LINGER_MS
-  value: {{ $v.kafka.lingerMs | quote }}
-- name: SCRM_KAFKA__MAX_BATCH_SIZE
-  value: {{ $v.kafka.maxBatchSize | quote }}
-- name: SCRM_KAFKA__SESSION_TIMEOUT_MS
-  value: {{ $v.kafka.sessionTimeoutMs | quote }}
-- name: SCRM_KAFKA__REQUEST_TIMEOUT_MS
-  value: {{ $v.kafka.requestTimeoutMs | quote }}
-{{- range $name, $value := $v.extraEnv }}
+{{- range $name := keys $plain | sortAlpha }}
 - name: {{ $name }}
-  value: {{ $value | quote }}
+  value: {{ index $plain $name | toString | quote }}
 {{- end }}
 {{- end -}}
 
