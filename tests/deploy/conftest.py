@@ -2,8 +2,8 @@
 and YAML loading that refuses duplicate keys (Kubernetes and Compose silently keep the last one)."""
 
 import os
-from collections.abc import Callable
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,15 +17,24 @@ RELEASE = "scrm-check"
 
 # Values layered on the defaults for the "everything on" rendering: every optional template is drawn.
 ALL_FEATURES = [
-    "--set", "serviceMonitor.enabled=true",
-    "--set", "networkPolicy.enabled=true",
-    "--set", "defaults.autoscaling.enabled=true",
-    "--set", "services.profile.scheduler.enabled=true",
-    "--set", "services.journey.scheduler.enabled=true",
-    "--set", "services.notify.scheduler.enabled=true",
-    "--set-string", "services.ingest.env.SCRM_MAX_EVENT_BYTES=65536",
-    "--set-string", "services.notify.env.SCRM_WEBHOOK_TIMEOUT_SECONDS=3",
-    "--set-string", "extraEnv.SCRM_KAFKA__CLIENT_ID=overridden",
+    "--set",
+    "serviceMonitor.enabled=true",
+    "--set",
+    "networkPolicy.enabled=true",
+    "--set",
+    "defaults.autoscaling.enabled=true",
+    "--set",
+    "services.profile.scheduler.enabled=true",
+    "--set",
+    "services.journey.scheduler.enabled=true",
+    "--set",
+    "services.notify.scheduler.enabled=true",
+    "--set-string",
+    "services.ingest.env.SCRM_MAX_EVENT_BYTES=65536",
+    "--set-string",
+    "services.notify.env.SCRM_WEBHOOK_TIMEOUT_SECONDS=3",
+    "--set-string",
+    "extraEnv.SCRM_KAFKA__CLIENT_ID=overridden",
 ]
 
 RENDERINGS: dict[str, list[str]] = {

@@ -116,7 +116,9 @@ def _compose_scrm_containers(compose: dict[str, Any]) -> dict[str, tuple[str | N
         elif target == "runtime":
             found[name] = (None, True)
         else:
-            assert not any(k.startswith("SCRM_") for k in _compose_env(spec)), f"{name} sets SCRM_* but is no SCRM image"
+            assert not any(k.startswith("SCRM_") for k in _compose_env(spec)), (
+                f"{name} sets SCRM_* but is no SCRM image"
+            )
     return found
 
 
@@ -214,7 +216,9 @@ def test_helm_roles_split(rendered: dict[str, list[dict[str, Any]]]) -> None:
         for d in rendered["default"]
         if d["kind"] == "Deployment"
     }
-    assert roles == {("ingest", "api")} | {(s, r) for s in ("profile", "journey", "notify") for r in ("api", "consumer")}
+    assert roles == {("ingest", "api")} | {
+        (s, r) for s in ("profile", "journey", "notify") for r in ("api", "consumer")
+    }
 
 
 @pytest.mark.deploy
@@ -223,8 +227,6 @@ def test_helm_contract_catches_a_typo(render: Callable[..., list[dict[str, Any]]
     """The check is not vacuous: a misspelt setting in values.yaml is reported."""
     docs = render("--set-string", "services.profile.env.SCRM_CONSUMER_GRUOP=profile")
     errors = [
-        e
-        for where, service, job, env in _helm_containers(docs)
-        for e in contract_errors(where, service, env, job=job)
+        e for where, service, job, env in _helm_containers(docs) for e in contract_errors(where, service, env, job=job)
     ]
     assert any("SCRM_CONSUMER_GRUOP" in e and "profile-api" in e for e in errors), errors
