@@ -58,7 +58,7 @@ def _periods(dates: NDArray[np.datetime64], unit: TimeUnit) -> NDArray[np.int64]
 def summarise_transactions(
     customer_id: ArrayLike, date: ArrayLike, amount: ArrayLike, observation_end: np.datetime64 | str, unit: TimeUnit
 ) -> CustomerSummary:
-    """Summarise transactions per customer: purchases in one period merge; later than observation_end are dropped."""
+    """Summarise transactions per customer; one period's purchases merge, periods after observation_end's drop."""
     ids, amounts = np.asarray(customer_id), np.asarray(amount, dtype=np.float64)
     dates = np.asarray(date, dtype="datetime64[D]")
     end = _periods(np.asarray([observation_end], dtype="datetime64[D]"), unit)[0]
