@@ -11,6 +11,21 @@ TIME_UNIT_DAYS: dict[str, float] = {"day": 1.0, "week": 7.0}
 _EPOCH_THURSDAY_SHIFT = 3  # 1970-01-01 was a Thursday; +3 days makes weeks run Monday..Sunday (pandas' W-SUN)
 
 
+class SummaryError(ValueError):
+    """Invalid input data; names the column and the first offending row (0-based) when there is one."""
+
+    def __init__(self, column: str, problem: str, row: int | None = None) -> None:
+        where = "" if row is None else f" (row {row})"
+        super().__init__(f"{column}: {problem}{where}")
+        self.column, self.problem, self.row = column, problem, row
+
+
+def _check(column: str, ok: NDArray[np.bool_], problem: str) -> None:
+    bad = np.flatnonzero(~ok)
+    if len(bad):
+        raise SummaryError(column, problem, int(bad[0]))
+
+
 @dataclass(frozen=True, slots=True)
 class CustomerSummary:
     """Per-customer RFM summary in one time unit; the lifetimes library's convention."""
@@ -37,12 +52,10 @@ def summary_from_arrays(
     x, t, age, m = (np.asarray(c, dtype=np.float64) for c in (frequency, recency, T, monetary_value))
     summary = CustomerSummary(np.asarray(customer_id), x, t, age, m)
     for name, col in (("frequency", x), ("recency", t), ("T", age), ("monetary_value", m)):
-        if not np.all(np.isfinite(col)) or np.any(col < 0):
-            raise ValueError(f"{name}: values must be finite and non-negative")
-    if np.any(x != np.round(x)):
-        raise ValueError("frequency: values must be whole numbers")
-    if np.any(t > age * (1 + 1e-12)):
-        raise ValueError("recency: must not exceed T")
+        _check(name, np.isfinite(col) & (col >= 0), "must be a finite, non-negative number")
+    _check("frequency", x == np.round(x), "must be a whole number")
+    _check("recency", t <= age * (1 + 1e-12), "must not exceed T")
+    _check("recency", (x > 0) | (t == 0), "must be 0 when frequency is 0")
     return summary
 
 
@@ -52,7 +65,7 @@ def _periods(dates: NDArray[np.datetime64], unit: TimeUnit) -> NDArray[np.int64]
         return days
     if unit == "week":
         return np.floor_divide(days + _EPOCH_THURSDAY_SHIFT, 7)
-    raise ValueError(f"time unit: must be day or week, not {unit!r}")
+    raise SummaryError("time unit", f"must be day or week, not {unit!r}")
 
 
 def summarise_transactions(
@@ -60,7 +73,8 @@ def summarise_transactions(
 ) -> CustomerSummary:
     """Summarise transactions per customer; one period's purchases merge, periods after observation_end's drop."""
     ids, amounts = np.asarray(customer_id), np.asarray(amount, dtype=np.float64)
-    dates = np.asarray(date, dtype="datetime64[D]")
+    _check("amount", np.isfinite(amounts), "must be a finite number")
+    dates = np.asarray(date, dtype="datetime64").astype("datetime64[D]")
     end = _periods(np.asarray([observation_end], dtype="datetime64[D]"), unit)[0]
     periods = _periods(dates, unit)
     keep = periods <= end
