@@ -15,6 +15,7 @@ from rich.console import Console
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.settings import ServiceSettings
 from scrm_kit.tenancy import TenantDirectory
+from scrm_profile.entrypoints.cli import clv_app
 
 app = typer.Typer(help="SCRM: private-domain customer operations platform.", no_args_is_help=True)
 tenant_app = typer.Typer(help="Tenants and their credentials.", no_args_is_help=True)
@@ -25,6 +26,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(channels_app, name="channels")
+app.add_typer(clv_app, name="clv")
 console = Console(stderr=True)
 
 SERVICES = ("ingest", "profile", "journey", "notify")
