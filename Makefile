@@ -39,7 +39,10 @@ format: setup ## Format the code
 bench: setup ## Run the benchmarks under bench/ (tables on stdout, JSON in bench/results/)
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
+deploy-check: setup ## Validate compose and Helm (builds a pinned helm from Go modules once, into .cache/bin)
+	@PYTHON=$(VENV)/bin/python bash deploy/check.sh
+
 clean: ## Remove local state (database, Kafka data, logs); keeps caches
 	rm -rf .local
 
-.PHONY: help setup run test unit lint format bench clean
+.PHONY: help setup run test unit lint format bench deploy-check clean

@@ -1,69 +1,93 @@
-"""Profile persistence: customers, orders and touches, scoped by tenant in every query."""
+"""Profile persistence: customers, orders, refunds, events and touches, scoped by tenant in every query."""
 
-import secrets
+from datetime import datetime
 from decimal import Decimal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow
-from scrm_profile.domain.customers import Aggregates, OrderFact
+from scrm_contracts import OrderRefundedProperties, SemanticEvent, TrackedEvent
+from scrm_profile.adapters.orm import (
+    CustomerRow,
+    EventRow,
+    IdentityRow,
+    OrderRow,
+    RefundRow,
+    TenantSettingsRow,
+    TouchRow,
+)
+from scrm_profile.domain.customers import Aggregates, OrderFact, aggregate
+from scrm_profile.domain.identity import IDENTITY_KINDS, MERGED_KIND, normalise
+from scrm_profile.domain.lifecycle import stage_at
+from scrm_profile.domain.settings import ProfileSettings
 
 
-def new_customer_id() -> str:
-    return f"cus_{secrets.token_hex(10)}"
+async def tenant_settings(session: AsyncSession, tenant_id: str) -> ProfileSettings:
+    row = await session.get(TenantSettingsRow, tenant_id)
+    return ProfileSettings.model_validate(row.settings) if row and row.settings else ProfileSettings()
 
 
-async def customer_for_user(
-    session: AsyncSession, tenant_id: str, user_id: str | None, anonymous_id: str | None
-) -> CustomerRow:
-    """The customer known by this user id (else anonymous id), created as a prospect if new."""
+async def save_tenant_settings(session: AsyncSession, tenant_id: str, settings: ProfileSettings) -> None:
     await session.execute(
-        insert(CustomerRow)
-        .values(
-            tenant_id=tenant_id,
-            customer_id=new_customer_id(),
-            user_id=user_id,
-            anonymous_id=None if user_id else anonymous_id,
-            lifecycle_stage="prospect",
-            orders_count=0,
-            revenue_total=Decimal("0"),
+        insert(TenantSettingsRow)
+        .values(tenant_id=tenant_id, settings=settings.model_dump())
+        .on_conflict_do_update(
+            index_elements=[TenantSettingsRow.tenant_id],
+            set_={"settings": settings.model_dump(), "updated_at": func.now()},
         )
-        .on_conflict_do_nothing()
     )
-    query = select(CustomerRow).where(CustomerRow.tenant_id == tenant_id)
-    if user_id:
-        query = query.where(CustomerRow.user_id == user_id)
-    else:
-        query = query.where(CustomerRow.anonymous_id == anonymous_id)
-    return (await session.execute(query.with_for_update())).scalar_one()
+
+
+async def lock_customer(session: AsyncSession, tenant_id: str, customer_id: str) -> CustomerRow | None:
+    return (
+        await session.execute(
+            select(CustomerRow)
+            .where(CustomerRow.tenant_id == tenant_id, CustomerRow.customer_id == customer_id)
+            .with_for_update()
+        )
+    ).scalar_one_or_none()
 
 
 async def add_order(session: AsyncSession, order: OrderRow) -> bool:
     """Store an order once; False if this order id was already recorded for the tenant."""
-    values = {c.key: getattr(order, c.key) for c in OrderRow.__table__.columns if getattr(order, c.key) is not None}
+    values = {c.key: getattr(order, c.key) for c in OrderRow.__table__.columns}
     stmt = insert(OrderRow).values(**values).on_conflict_do_nothing().returning(OrderRow.order_id)
-    result = await session.execute(stmt)
-    return result.first() is not None
+    return (await session.execute(stmt)).first() is not None
 
 
-async def refund_order(session: AsyncSession, tenant_id: str, order_id: str, amount: Decimal | None) -> str | None:
-    """Add a refund to an order (full when ``amount`` is None); returns the order's customer id, if known."""
-    order = (
-        await session.execute(
-            select(OrderRow).where(OrderRow.tenant_id == tenant_id, OrderRow.order_id == order_id).with_for_update()
-        )
-    ).scalar_one_or_none()
-    if order is None:
-        return None
-    refunded = order.amount if amount is None else min(order.amount, order.refunded_amount + amount)
+async def add_refund(session: AsyncSession, event: TrackedEvent, refund: OrderRefundedProperties) -> None:
     await session.execute(
-        update(OrderRow)
-        .where(OrderRow.tenant_id == tenant_id, OrderRow.order_id == order_id)
-        .values(refunded_amount=refunded)
+        insert(RefundRow)
+        .values(
+            tenant_id=event.tenant_id,
+            event_id=event.event_id,
+            order_id=refund.order_id,
+            amount=refund.total,
+            occurred_at=event.occurred_at,
+        )
+        .on_conflict_do_nothing()
     )
-    return order.customer_id
+
+
+async def apply_refunds(session: AsyncSession, tenant_id: str, order_id: str) -> str | None:
+    """Set an order's refunded amount from every refund recorded for it (a full refund when no amount is given);
+    returns the order's customer id, or None while the order has not arrived."""
+    row = (
+        await session.execute(
+            text(
+                """
+                UPDATE profile.orders o SET refunded_amount = LEAST(o.amount, COALESCE((
+                    SELECT CASE WHEN bool_or(r.amount IS NULL) THEN o.amount ELSE sum(r.amount) END
+                    FROM profile.refunds r WHERE r.tenant_id = o.tenant_id AND r.order_id = o.order_id), 0))
+                WHERE o.tenant_id = :tenant AND o.order_id = :order
+                RETURNING o.customer_id
+                """
+            ),
+            {"tenant": tenant_id, "order": order_id},
+        )
+    ).first()
+    return row.customer_id if row else None
 
 
 async def order_facts(session: AsyncSession, tenant_id: str, customer_id: str) -> list[OrderFact]:
@@ -75,19 +99,58 @@ async def order_facts(session: AsyncSession, tenant_id: str, customer_id: str) -
     return [OrderFact(r.amount, r.refunded_amount, r.occurred_at) for r in rows]
 
 
-async def save_aggregates(session: AsyncSession, customer: CustomerRow, aggregates: Aggregates, stage: str) -> None:
-    await session.execute(
-        update(CustomerRow)
-        .where(CustomerRow.tenant_id == customer.tenant_id, CustomerRow.customer_id == customer.customer_id)
-        .values(
-            orders_count=aggregates.orders_count,
-            revenue_total=aggregates.revenue_total,
-            first_order_at=aggregates.first_order_at,
-            last_order_at=aggregates.last_order_at,
-            lifecycle_stage=stage,
-            updated_at=func.now(),
-        )
+async def refresh_aggregates(session: AsyncSession, customer: CustomerRow) -> Aggregates:
+    """Recompute a customer's aggregates from their stored orders (exact whatever the arrival order)."""
+    result = aggregate(await order_facts(session, customer.tenant_id, customer.customer_id))
+    customer.orders_count = result.orders_count
+    customer.revenue_total = result.revenue_total
+    customer.first_order_at = result.first_order_at
+    customer.last_order_at = result.last_order_at
+    customer.avg_interval_days = result.avg_interval_days
+    return result
+
+
+def restage(customer: CustomerRow, settings: ProfileSettings, now: datetime) -> None:
+    """Set the lifecycle stage at ``now`` and when it next changes by time alone."""
+    stage, next_at = stage_at(
+        customer.orders_count or 0, customer.last_order_at, customer.avg_interval_days, now, settings.thresholds
     )
+    customer.lifecycle_stage = stage
+    customer.next_stage_at = next_at
+
+
+async def add_event(session: AsyncSession, customer: CustomerRow, event: TrackedEvent) -> None:
+    await session.execute(
+        insert(EventRow)
+        .values(
+            tenant_id=event.tenant_id,
+            event_id=event.event_id,
+            customer_id=customer.customer_id,
+            event=event.event,
+            occurred_at=event.occurred_at,
+            properties=event.properties,
+        )
+        .on_conflict_do_nothing()
+    )
+
+
+async def stored_value_balance(session: AsyncSession, tenant_id: str, customer_id: str) -> Decimal:
+    """Top-ups minus spends over the stored events (exact under late and out-of-order events)."""
+    topped, spent = SemanticEvent.STORED_VALUE_TOPPED_UP.value, SemanticEvent.STORED_VALUE_SPENT.value
+    row = (
+        await session.execute(
+            text(
+                """
+                SELECT COALESCE(sum(CASE WHEN event = :topped THEN (properties->>'amount')::numeric
+                                         ELSE -(properties->>'amount')::numeric END), 0) AS balance
+                FROM profile.events
+                WHERE tenant_id = :tenant AND customer_id = :customer AND event IN (:topped, :spent)
+                """
+            ),
+            {"tenant": tenant_id, "customer": customer_id, "topped": topped, "spent": spent},
+        )
+    ).one()
+    return Decimal(row.balance)
 
 
 async def add_touch(session: AsyncSession, touch: TouchRow) -> None:
@@ -95,19 +158,36 @@ async def add_touch(session: AsyncSession, touch: TouchRow) -> None:
     await session.execute(insert(TouchRow).values(**values).on_conflict_do_nothing())
 
 
-async def find_customer(session: AsyncSession, tenant_id: str, ref: str) -> CustomerRow | None:
-    """A customer by reference: ``cus_...`` (our id), ``user_id:<shop user id>`` or ``anonymous_id:<id>``."""
-    query = select(CustomerRow).where(CustomerRow.tenant_id == tenant_id)
-    kind, _, value = ref.partition(":")
+REF_KINDS = {
+    **{k: k for k in IDENTITY_KINDS},
+    "wecom": "wecom_external_userid",
+    "unionid": "wechat_unionid",
+    "openid": "wechat_openid",
+}
+
+
+async def find_customer(session: AsyncSession, tenant_id: str, ref: str, region: str = "CN") -> CustomerRow | None:
+    """A customer by reference: ``cus_...`` (our id, merged ids follow their survivor) or ``<kind>:<value>`` with
+    kind one of user_id, anonymous_id, phone, email, wecom, unionid, openid."""
     if ref.startswith("cus_"):
-        query = query.where(CustomerRow.customer_id == ref)
-    elif kind == "user_id" and value:
-        query = query.where(CustomerRow.user_id == value)
-    elif kind == "anonymous_id" and value:
-        query = query.where(CustomerRow.anonymous_id == value)
+        found = await session.get(CustomerRow, (tenant_id, ref))
+        if found is not None:
+            return found
+        kind, value = MERGED_KIND, ref
     else:
-        return None
-    return (await session.execute(query)).scalar_one_or_none()
+        prefix, _, raw = ref.partition(":")
+        kind = REF_KINDS.get(prefix, "")
+        value = normalise(kind, raw, region) if kind else None
+        if not kind or value is None:
+            return None
+    owner = (
+        await session.execute(
+            select(IdentityRow.customer_id).where(
+                IdentityRow.tenant_id == tenant_id, IdentityRow.kind == kind, IdentityRow.value == value
+            )
+        )
+    ).scalar_one_or_none()
+    return await session.get(CustomerRow, (tenant_id, owner)) if owner else None
 
 
 async def recent_touches(session: AsyncSession, tenant_id: str, customer_id: str, limit: int = 50) -> list[TouchRow]:
@@ -126,5 +206,22 @@ async def recent_orders(session: AsyncSession, tenant_id: str, customer_id: str,
         .where(OrderRow.tenant_id == tenant_id, OrderRow.customer_id == customer_id)
         .order_by(OrderRow.occurred_at.desc())
         .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def recent_events(session: AsyncSession, tenant_id: str, customer_id: str, limit: int = 50) -> list[EventRow]:
+    rows = await session.execute(
+        select(EventRow)
+        .where(EventRow.tenant_id == tenant_id, EventRow.customer_id == customer_id)
+        .order_by(EventRow.occurred_at.desc())
+        .limit(limit)
+    )
+    return list(rows.scalars())
+
+
+async def identities_of(session: AsyncSession, tenant_id: str, customer_id: str) -> list[IdentityRow]:
+    rows = await session.execute(
+        select(IdentityRow).where(IdentityRow.tenant_id == tenant_id, IdentityRow.customer_id == customer_id)
     )
     return list(rows.scalars())

@@ -30,6 +30,11 @@ class Aggregates:
     revenue_total: Decimal
     first_order_at: datetime | None
     last_order_at: datetime | None
+    avg_interval_days: float | None = None
+
+    @property
+    def average_order_value(self) -> Decimal | None:
+        return (self.revenue_total / self.orders_count).quantize(Decimal("0.01")) if self.orders_count else None
 
 
 def aggregate(orders: Iterable[OrderFact]) -> Aggregates:
@@ -38,18 +43,13 @@ def aggregate(orders: Iterable[OrderFact]) -> Aggregates:
     kept = [o for o in orders if not o.fully_refunded]
     if not kept:
         return Aggregates(0, Decimal("0.00"), None, None)
+    first = min(o.occurred_at for o in kept)
+    last = max(o.occurred_at for o in kept)
+    interval = (last - first).total_seconds() / 86_400 / (len(kept) - 1) if len(kept) > 1 else None
     return Aggregates(
         orders_count=len(kept),
         revenue_total=sum((o.net for o in kept), Decimal("0.00")),
-        first_order_at=min(o.occurred_at for o in kept),
-        last_order_at=max(o.occurred_at for o in kept),
+        first_order_at=first,
+        last_order_at=last,
+        avg_interval_days=interval,
     )
-
-
-def stage_for_orders(orders_count: int) -> LifecycleStage:
-    """Stage implied by purchases alone: no order yet, the first order, or a returning buyer."""
-    if orders_count <= 0:
-        return "prospect"
-    if orders_count == 1:
-        return "new"
-    return "active"

@@ -1,41 +1,50 @@
 """Apply ``events.v1`` and ``touches.results.v1`` records to profiles, one transaction per batch.
 
 Each record's ``event_id`` is claimed in the inbox inside the same transaction as its effects, so a redelivered
-or re-sent record changes nothing. Changes for downstream services go to the outbox in that transaction too.
+or re-sent record changes nothing. Aggregates are recomputed from stored orders (exact whatever the arrival
+order). Changes for downstream services go to the outbox in the same transaction.
 """
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import (
+    CustomersMerged,
+    EventTracked,
     LifecycleStageChanged,
     OrderCompletedProperties,
     OrderRecorded,
     OrderRefundedProperties,
+    ProfileChange,
     SemanticEvent,
     Topic,
     TouchResult,
+    TouchStatus,
     TrackedEvent,
-    record_key,
 )
+from scrm_kit.clock import Clock
 from scrm_kit.errors import InvalidInput
 from scrm_kit.kafka import Record
-from scrm_kit.outbox import OutgoingRecord, claim_new, enqueue
+from scrm_kit.outbox import claim_new, enqueue
 from scrm_profile.adapters import repository as repo
+from scrm_profile.adapters.identities import resolve
 from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow, inbox, outbox
-from scrm_profile.domain.customers import aggregate, stage_for_orders
+from scrm_profile.domain.identity import identifiers_of
+from scrm_profile.domain.settings import ProfileSettings
+from scrm_profile.service import apply
+from scrm_profile.service.segments import SegmentEvaluator
+from scrm_profile.service.snapshots import records, snapshot_of, updated_record
+from scrm_profile.service.valuation import refresh_value
 
 logger = logging.getLogger(__name__)
 CONSUMER = "profile"
-
-
-def _change_record(change: LifecycleStageChanged | OrderRecorded) -> OutgoingRecord:
-    return OutgoingRecord(
-        Topic.PROFILE_CHANGES.value, record_key(change.tenant_id, change.customer_id), change.to_wire()
-    )
+ORDER_EVENTS = {SemanticEvent.ORDER_COMPLETED, SemanticEvent.ORDER_REFUNDED}
+STORED_VALUE_EVENTS = {SemanticEvent.STORED_VALUE_TOPPED_UP, SemanticEvent.STORED_VALUE_SPENT}
+ENGAGED = {TouchStatus.OPENED, TouchStatus.CLICKED, TouchStatus.REPLIED}
 
 
 def parse_record(record: Record) -> TrackedEvent | TouchResult:
@@ -50,115 +59,203 @@ def parse_record(record: Record) -> TrackedEvent | TouchResult:
         raise InvalidInput(f"malformed {record.topic} record: {exc}", field="value") from exc
 
 
+def _stage_reason(source: TrackedEvent | None, changes: list[ProfileChange]) -> str:
+    if source is not None and source.event == SemanticEvent.ORDER_COMPLETED:
+        return "order"
+    if source is not None and source.event == SemanticEvent.ORDER_REFUNDED:
+        return "refund"
+    if any(isinstance(c, CustomersMerged) for c in changes):
+        return "merge"
+    return "time"
+
+
 class ProfileConsumer:
     """Batch handler for the profile consumer group."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
         self._sessions = sessions
+        self._clock = clock
 
-    async def __call__(self, records: Sequence[Record]) -> None:
-        messages = [parse_record(r) for r in records]
+    async def __call__(self, records_in: Sequence[Record]) -> None:
+        messages = [parse_record(r) for r in records_in]
         async with self._sessions() as session, session.begin():
             fresh = await claim_new(session, inbox, CONSUMER, [(m.tenant_id, m.event_id) for m in messages])
+            work = EventWork(session, self._clock.now())
             for message in messages:
                 key = (message.tenant_id, message.event_id)
                 if key not in fresh:
                     continue
                 fresh.discard(key)  # a duplicate later in the same batch is skipped too
                 if isinstance(message, TouchResult):
-                    await self._record_touch(session, message)
+                    await work.record_touch(message)
                 else:
-                    await self._apply_event(session, message)
+                    await work.apply_event(message)
 
-    async def _apply_event(self, session: AsyncSession, event: TrackedEvent) -> None:
-        customer = await repo.customer_for_user(session, event.tenant_id, event.user_id, event.anonymous_id)
-        if event.type != "track":
-            return
-        if event.event == SemanticEvent.ORDER_COMPLETED:
-            try:
-                order = OrderCompletedProperties.model_validate(event.properties)
-            except ValidationError as exc:
-                raise InvalidInput(f"Order Completed properties: {exc}", field="properties") from exc
-            added = await repo.add_order(
-                session,
-                OrderRow(
-                    tenant_id=event.tenant_id,
-                    order_id=order.order_id,
-                    customer_id=customer.customer_id,
-                    amount=order.amount,
-                    refunded_amount=0,
-                    currency=order.currency.upper(),
-                    occurred_at=event.occurred_at,
-                    source_event_id=event.event_id,
-                ),
-            )
-            if added:
-                await self._refresh(
-                    session,
-                    customer,
-                    event,
-                    order_id=order.order_id,
-                    amount=order.amount,
-                    currency=order.currency.upper(),
-                )
-        elif event.event == SemanticEvent.ORDER_REFUNDED:
-            try:
-                refund = OrderRefundedProperties.model_validate(event.properties)
-            except ValidationError as exc:
-                raise InvalidInput(f"Order Refunded properties: {exc}", field="properties") from exc
-            owner = await repo.refund_order(session, event.tenant_id, refund.order_id, refund.total)
-            if owner == customer.customer_id:
-                await self._refresh(session, customer, event)
 
-    async def _refresh(
-        self,
-        session: AsyncSession,
-        customer: CustomerRow,
-        event: TrackedEvent,
-        *,
-        order_id: str | None = None,
-        amount: object = None,
-        currency: str | None = None,
-    ) -> None:
-        """Recompute aggregates from the stored orders (exact whatever the arrival order) and publish changes."""
-        aggregates = aggregate(await repo.order_facts(session, customer.tenant_id, customer.customer_id))
-        stage = stage_for_orders(aggregates.orders_count)
-        previous = customer.lifecycle_stage
-        await repo.save_aggregates(session, customer, aggregates, stage)
-        changes: list[LifecycleStageChanged | OrderRecorded] = []
-        if order_id is not None and currency is not None:
+class EventWork:
+    """One batch's unit of work: settings and segments are loaded once per tenant per batch."""
+
+    def __init__(self, session: AsyncSession, now: datetime) -> None:
+        self.session = session
+        self.now = now
+        self._settings: dict[str, ProfileSettings] = {}
+        self._segments: dict[str, SegmentEvaluator] = {}
+
+    async def settings(self, tenant_id: str) -> ProfileSettings:
+        if tenant_id not in self._settings:
+            self._settings[tenant_id] = await repo.tenant_settings(self.session, tenant_id)
+        return self._settings[tenant_id]
+
+    async def segments(self, tenant_id: str) -> SegmentEvaluator:
+        if tenant_id not in self._segments:
+            self._segments[tenant_id] = await SegmentEvaluator.load(self.session, tenant_id)
+        return self._segments[tenant_id]
+
+    async def apply_event(self, event: TrackedEvent) -> None:
+        settings = await self.settings(event.tenant_id)
+        identifiers = identifiers_of(event, settings.default_country)
+        resolution = await resolve(self.session, event.tenant_id, identifiers, event.received_at)
+        customer = resolution.customer
+        changes: list[ProfileChange] = []
+        if resolution.merged_ids:
             changes.append(
-                OrderRecorded(
-                    event_id=f"order.recorded:{event.event_id}",
-                    tenant_id=customer.tenant_id,
+                CustomersMerged(
+                    event_id=f"merged:{customer.customer_id}:{event.event_id}",
+                    tenant_id=event.tenant_id,
                     customer_id=customer.customer_id,
                     user_id=customer.user_id,
                     occurred_at=event.occurred_at,
-                    order_id=order_id,
-                    amount=amount,
-                    currency=currency,  # type: ignore[arg-type]
-                    orders_count=aggregates.orders_count,
-                    revenue_total=aggregates.revenue_total,
+                    merged_customer_ids=resolution.merged_ids,
                 )
             )
-        if stage != previous:
+        value_changed = bool(resolution.merged_ids)
+        if event.type == "identify":
+            changes += apply.apply_identify(customer, event, settings.default_country)
+        elif event.type in ("page", "screen"):
+            apply.touch_engagement(customer, event.occurred_at)
+        elif event.type == "track" and event.event:
+            changes += await self._apply_track(customer, event)
+            value_changed = value_changed or event.event in ORDER_EVENTS
+        await self.finish(customer, changes, event.event_id, value_changed=value_changed, source=event)
+
+    async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
+        assert event.event is not None
+        await repo.add_event(self.session, customer, event)
+        changes: list[ProfileChange] = [
+            EventTracked(
+                event_id=f"tracked:{event.event_id}",
+                tenant_id=customer.tenant_id,
+                customer_id=customer.customer_id,
+                user_id=customer.user_id,
+                occurred_at=event.occurred_at,
+                event=event.event,
+                source_event_id=event.event_id,
+                properties=event.properties,
+            )
+        ]
+        if event.event == SemanticEvent.ORDER_COMPLETED:
+            changes += await self._order(customer, event)
+        elif event.event == SemanticEvent.ORDER_REFUNDED:
+            await self._refund(customer, event)
+        elif event.event in STORED_VALUE_EVENTS:
+            apply.validate_stored_value(event)
+            customer.stored_value_balance = await repo.stored_value_balance(
+                self.session, customer.tenant_id, customer.customer_id
+            )
+        changes += apply.apply_track(customer, event)
+        return changes
+
+    async def _order(self, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
+        try:
+            order = OrderCompletedProperties.model_validate(event.properties)
+        except ValidationError as exc:
+            raise InvalidInput(f"Order Completed properties: {exc}", field="properties") from exc
+        added = await repo.add_order(
+            self.session,
+            OrderRow(
+                tenant_id=event.tenant_id,
+                order_id=order.order_id,
+                customer_id=customer.customer_id,
+                amount=order.amount,
+                refunded_amount=0,
+                currency=order.currency.upper(),
+                occurred_at=event.occurred_at,
+                source_event_id=event.event_id,
+            ),
+        )
+        if not added:
+            return []
+        await repo.apply_refunds(self.session, event.tenant_id, order.order_id)
+        aggregates = await repo.refresh_aggregates(self.session, customer)
+        return [
+            OrderRecorded(
+                event_id=f"order.recorded:{event.event_id}",
+                tenant_id=customer.tenant_id,
+                customer_id=customer.customer_id,
+                user_id=customer.user_id,
+                occurred_at=event.occurred_at,
+                order_id=order.order_id,
+                amount=order.amount,
+                currency=order.currency.upper(),
+                orders_count=aggregates.orders_count,
+                revenue_total=aggregates.revenue_total,
+            )
+        ]
+
+    async def _refund(self, customer: CustomerRow, event: TrackedEvent) -> None:
+        try:
+            refund = OrderRefundedProperties.model_validate(event.properties)
+        except ValidationError as exc:
+            raise InvalidInput(f"Order Refunded properties: {exc}", field="properties") from exc
+        await repo.add_refund(self.session, event, refund)
+        owner = await repo.apply_refunds(self.session, event.tenant_id, refund.order_id)
+        if owner is not None and owner != customer.customer_id:
+            other = await repo.lock_customer(self.session, event.tenant_id, owner)
+            if other is not None:
+                await repo.refresh_aggregates(self.session, other)
+                await self.finish(other, [], event.event_id, value_changed=True, source=event)
+        await repo.refresh_aggregates(self.session, customer)
+
+    async def finish(
+        self,
+        customer: CustomerRow,
+        changes: list[ProfileChange],
+        cause: str,
+        *,
+        value_changed: bool,
+        source: TrackedEvent | None = None,
+    ) -> None:
+        """Stage, value, segments; bump the version; publish every change and the new snapshot."""
+        settings = await self.settings(customer.tenant_id)
+        previous_stage = customer.lifecycle_stage
+        if value_changed:
+            await refresh_value(self.session, customer, settings, self.now)
+        repo.restage(customer, settings, self.now)
+        if customer.lifecycle_stage != previous_stage:
             changes.append(
                 LifecycleStageChanged(
-                    event_id=f"stage:{customer.customer_id}:{stage}:{event.event_id}",
+                    event_id=f"stage:{customer.customer_id}:{customer.lifecycle_stage}:{cause}",
                     tenant_id=customer.tenant_id,
                     customer_id=customer.customer_id,
                     user_id=customer.user_id,
-                    occurred_at=event.occurred_at,
-                    from_stage=previous,
-                    to_stage=stage,
-                    orders_count=aggregates.orders_count,  # type: ignore[arg-type]
+                    occurred_at=source.occurred_at if source else self.now,
+                    from_stage=previous_stage,  # type: ignore[arg-type]
+                    to_stage=customer.lifecycle_stage,
+                    orders_count=customer.orders_count,  # type: ignore[arg-type]
+                    reason=_stage_reason(source, changes),
                 )
             )
-        await enqueue(session, outbox, [_change_record(c) for c in changes])
+        customer.version = (customer.version or 0) + 1
+        customer.updated_at = self.now
+        snapshot = snapshot_of(customer)
+        evaluator = await self.segments(customer.tenant_id)
+        changes += await evaluator.reevaluate(self.session, customer, snapshot, self.now, cause)
+        await self.session.flush()
+        await enqueue(self.session, outbox, [*records(changes), updated_record(customer, snapshot, cause, self.now)])
 
-    async def _record_touch(self, session: AsyncSession, result: TouchResult) -> None:
+    async def record_touch(self, result: TouchResult) -> None:
         await repo.add_touch(
-            session,
+            self.session,
             TouchRow(
                 tenant_id=result.tenant_id,
                 event_id=result.event_id,
@@ -172,3 +269,7 @@ class ProfileConsumer:
                 occurred_at=result.occurred_at,
             ),
         )
+        if result.status in ENGAGED:
+            customer = await repo.lock_customer(self.session, result.tenant_id, result.customer_id)
+            if customer is not None:
+                apply.touch_engagement(customer, result.occurred_at)
