@@ -52,7 +52,15 @@ def stack() -> Iterator[Stack]:
     try:
         running.start_infrastructure()
         running.start_sink()
-        running.start_services({"SCRM_ENV": "test", "SCRM_LOG_LEVEL": "INFO"})
+        # Sweeps run once at start and then rarely, so tests that drive time with their own clock own their data.
+        running.start_services(
+            {
+                "SCRM_ENV": "test",
+                "SCRM_LOG_LEVEL": "INFO",
+                "SCRM_SEGMENT_SWEEP_SECONDS": "3600",
+                "SCRM_VALUE_REFRESH_SECONDS": "86400",
+            }
+        )
         running.wait_ready(("sink", *SERVICES))
         yield running
     finally:
@@ -75,3 +83,9 @@ def create_tenant(stack: Stack, name: str) -> TenantCredentials:
 @pytest.fixture
 def tenant(stack: Stack, request: pytest.FixtureRequest) -> TenantCredentials:
     return create_tenant(stack, request.node.name[:60])
+
+
+@pytest.fixture(scope="session")
+def db_url(stack: Stack) -> str:
+    """The stack's PostgreSQL, for integration tests that drive a service's handlers in-process."""
+    return stack.postgres.url

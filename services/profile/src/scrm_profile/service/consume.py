@@ -129,6 +129,11 @@ class EventWork:
                 )
             )
         value_changed = bool(resolution.merged_ids)
+        if resolution.merged_ids:  # the survivor now holds the merged customers' orders and events
+            await repo.refresh_aggregates(self.session, customer)
+            customer.stored_value_balance = await repo.stored_value_balance(
+                self.session, customer.tenant_id, customer.customer_id
+            )
         if event.type == "identify":
             changes += apply.apply_identify(customer, event, settings.default_country)
         elif event.type in ("page", "screen"):

@@ -32,20 +32,28 @@ async def _try_lock(session: AsyncSession, name: str) -> bool:
 class LifecycleSweep:
     """Moves customers whose stage expired (silent, sleeping, churned) without scanning the table."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, batch_size: int = 500) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        batch_size: int = 500,
+        tenant_id: str | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
         self.batch_size = batch_size
+        self._tenant_id = tenant_id  # None: every tenant (a test or a backfill may confine it to one)
 
     async def __call__(self) -> int:
         now = self._clock.now()
+        query = select(CustomerRow).where(CustomerRow.next_stage_at <= now)
+        if self._tenant_id is not None:
+            query = query.where(CustomerRow.tenant_id == self._tenant_id)
         async with self._sessions() as session, session.begin():
             due = (
                 (
                     await session.execute(
-                        select(CustomerRow)
-                        .where(CustomerRow.next_stage_at <= now)
-                        .order_by(CustomerRow.next_stage_at)
+                        query.order_by(CustomerRow.next_stage_at)
                         .limit(self.batch_size)
                         .with_for_update(skip_locked=True)
                     )
