@@ -105,7 +105,9 @@ def discounted_clv(
     cumulative = expected_purchases(bgnbd, ends / unit_days, summary.frequency, summary.recency, summary.T)
     in_step = np.clip(np.diff(cumulative, axis=1, prepend=0.0), 0.0, None)
     discount = (1.0 + annual_discount) ** (-ends / 365.0)
-    value = (in_step @ discount) * expected_order_value(gamma_gamma, summary.frequency, summary.monetary_value)
+    value = np.einsum("ij,j->i", in_step, discount) * expected_order_value(
+        gamma_gamma, summary.frequency, summary.monetary_value
+    )
     if not np.all(np.isfinite(value)):
         raise ArithmeticError("CLV is not finite for some customers")
     return np.clip(value, 0.0, None)
