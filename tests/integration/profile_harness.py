@@ -86,7 +86,8 @@ class ProfileHarness:
             owner = (
                 await session.execute(
                     text(
-                        "SELECT customer_id FROM profile.identities WHERE tenant_id = :t AND kind = 'user_id' AND value = :u"
+                        "SELECT customer_id FROM profile.identities "
+                        "WHERE tenant_id = :t AND kind = 'user_id' AND value = :u"
                     ),
                     {"t": tenant_id, "u": user_id},
                 )
