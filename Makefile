@@ -37,6 +37,7 @@ format: setup ## Format the code
 	@$(VENV)/bin/ruff check --fix .
 
 bench: setup ## Run the benchmarks under bench/ (tables on stdout, JSON in bench/results/)
+	@$(UV) sync --frozen --quiet --group bench
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 deploy-check: setup ## Validate compose and Helm (builds a pinned helm from Go modules once, into .cache/bin)

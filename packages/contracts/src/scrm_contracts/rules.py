@@ -19,7 +19,7 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
 FieldOp = Literal[
     "eq",
@@ -106,7 +106,24 @@ class NotRule(_Rule):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
-Rule = Annotated[Union[AllRule, AnyRule, NotRule, EventRule, FieldRule], Field(union_mode="left_to_right")]  # noqa: UP007
+def _rule_kind(value: Any) -> str:
+    """Which kind of rule a value is, so a validation error names the one part that is wrong."""
+    if isinstance(value, dict):
+        return next((key for key in ("all", "any", "not", "event") if key in value), "field")
+    kinds = {AllRule: "all", AnyRule: "any", NotRule: "not", EventRule: "event"}
+    return kinds.get(type(value), "field")
+
+
+Rule = Annotated[
+    Union[  # noqa: UP007 - a tagged union needs the explicit form
+        Annotated[AllRule, Tag("all")],
+        Annotated[AnyRule, Tag("any")],
+        Annotated[NotRule, Tag("not")],
+        Annotated[EventRule, Tag("event")],
+        Annotated[FieldRule, Tag("field")],
+    ],
+    Discriminator(_rule_kind),
+]
 AllRule.model_rebuild()
 AnyRule.model_rebuild()
 NotRule.model_rebuild()
@@ -184,6 +201,8 @@ def _field_matches(rule: FieldRule, snapshot: Mapping[str, Any], now: datetime) 
 
 
 def _equal(left: Any, right: Any) -> bool:
+    if isinstance(left, bool) != isinstance(right, bool):
+        return False  # true is not 1 here, whatever Python says
     pair = _ordered(left, right)
     if pair is None:
         return bool(left == right)

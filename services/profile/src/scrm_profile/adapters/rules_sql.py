@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, and_, case, cast, false, func, literal, not_, or_, select, true
+from sqlalchemy import ColumnElement, Numeric, and_, any_, case, cast, false, func, literal, not_, or_, select, true
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.sql.elements import ColumnElement as Col
 
@@ -129,7 +129,7 @@ def _column_rule(rule: FieldRule, column: Any, now: datetime) -> Col[bool]:
         return true() if op in ("ne", "not_in") else false()  # Python finds a list equal to no scalar
     if op in ("contains", "not_contains"):
         found = (
-            column.any(value)
+            literal(value) == any_(column)
             if is_array
             else (func.strpos(column, str(value)) > 0 if isinstance(value, str) else false())
         )
@@ -207,18 +207,27 @@ def _trait_rule(key: str, rule: FieldRule, now: datetime) -> Col[bool]:
     elif op in ("within_last_days", "more_than_days_ago"):
         return false() if not missing_true else true()
     else:
-        number = _decimal(value)
-        if number is None:
-            return false()
-        numeric = func.jsonb_typeof(raw).in_(["number", "string"]) & as_text.op("~")(NUMBER_PATTERN)
-        compared = cast(func.nullif(as_text, ""), Numeric())
-        # CASE keeps Postgres from casting a non-number: the guard is evaluated first.
-        guarded = case((numeric, compared), else_=None)
-        return func.coalesce(
-            {"gt": guarded > number, "gte": guarded >= number, "lt": guarded < number, "lte": guarded <= number}[op],
-            false(),
-        )
+        return _trait_order(raw, as_text, op, value)
     return or_(not_(present), match) if missing_true else and_(present, match)
+
+
+def _compare(left: Any, op: str, right: Any) -> Any:
+    return {"gt": left > right, "gte": left >= right, "lt": left < right, "lte": left <= right}[op]
+
+
+def _trait_order(raw: Any, as_text: Any, op: str, value: Any) -> Col[bool]:
+    """gt/gte/lt/lte on a trait, as Python orders them: numbers numerically when either side is a number,
+    two strings by code point, anything else not at all."""
+    number = _decimal(value)
+    if isinstance(value, bool) or (number is None and not isinstance(value, str)):
+        return false()
+    if not isinstance(value, str):  # a number: the trait as a number (JSON number or numeric string)
+        return func.coalesce(_compare(_as_number(raw, as_text), op, number), false())
+    by_text = and_(func.jsonb_typeof(raw) == "string", _compare(as_text.collate("C"), op, value))
+    if number is None:
+        return by_text
+    by_number = and_(func.jsonb_typeof(raw) == "number", _compare(_as_number(raw, as_text), op, number))
+    return func.coalesce(or_(by_text, by_number), false())
 
 
 def _as_number(raw: Any, as_text: Any) -> Any:

@@ -23,8 +23,22 @@ def _rule(raw: dict[str, Any]) -> Rule:
         return parse_rule(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"] if not str(p).endswith("Rule"))
+        where = _rule_path(first["loc"])
         raise InvalidInput(f"{first['msg']}", field=f"rule.{where}" if where else "rule") from exc
+
+
+def _rule_path(loc: tuple[Any, ...]) -> str:
+    """The error location without the union's tags: ('all', 'all', 0, 'field', 'op') -> 'all.0.op'."""
+    tags = {"all", "any", "not", "event", "field"}
+    parts: list[str] = []
+    expect_tag = True
+    for part in loc:
+        if expect_tag and part in tags:
+            expect_tag = False
+            continue
+        parts.append(str(part))
+        expect_tag = isinstance(part, int) or part == "not"
+    return ".".join(parts)
 
 
 async def _out(session: Any, row: SegmentRow) -> s.SegmentOut:
