@@ -30,6 +30,9 @@ class TrackedEvent(Contract):
     event: str | None = Field(default=None, description="Track event name, e.g. 'Order Completed'")
     user_id: str | None = None
     anonymous_id: str | None = None
+    customer_id: str | None = Field(
+        default=None, description="Our customer id, set only by the platform's own producers (e.g. journey)"
+    )
     occurred_at: UtcDatetime
     received_at: UtcDatetime
     schema_version: int = SCHEMA_VERSION
@@ -39,14 +42,16 @@ class TrackedEvent(Contract):
 
     @model_validator(mode="after")
     def _has_identity(self) -> "TrackedEvent":
-        if not self.user_id and not self.anonymous_id:
+        if not self.user_id and not self.anonymous_id and not self.customer_id:
             raise ValueError("userId or anonymousId is required")
         return self
 
     @property
     def customer_key(self) -> str:
         """The identifier the record is keyed by: the shop's user id, else the anonymous id."""
-        return self.user_id or f"anon:{self.anonymous_id}"
+        if self.user_id:
+            return self.user_id
+        return f"anon:{self.anonymous_id}" if self.anonymous_id else f"cus:{self.customer_id}"
 
 
 def finite_amount(value: Decimal | None) -> Decimal | None:

@@ -35,6 +35,7 @@ class SemanticEvent(StrEnum):
     MESSAGE_OPENED = "Message Opened"
     MESSAGE_CLICKED = "Message Clicked"
     MESSAGE_REPLIED = "Message Replied"
+    TAGS_CHANGED = "Tags Changed"
 
 
 Channel = Literal["wecom", "wechat_oa", "sms", "email", "webhook", "staff_task"]
@@ -174,6 +175,19 @@ class MessageOutcomeProperties(_Props):
     content: str | None = Field(default=None, max_length=2000)
 
 
+class TagsChangedProperties(_Props):
+    """Add or remove the customer's tags: posted by a shop, or published by a journey's tag node."""
+
+    add: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+    remove: list[Annotated[str, Field(min_length=1, max_length=100)]] = Field(default_factory=list, max_length=50)
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "TagsChangedProperties":
+        if not self.add and not self.remove:
+            raise ValueError("add or remove at least one tag")
+        return self
+
+
 TRACK_PROPERTIES: dict[str, type[BaseModel]] = {
     SemanticEvent.ORDER_COMPLETED: OrderCompletedProperties,
     SemanticEvent.ORDER_REFUNDED: OrderRefundedProperties,
@@ -195,6 +209,7 @@ TRACK_PROPERTIES: dict[str, type[BaseModel]] = {
     SemanticEvent.MESSAGE_OPENED: MessageOutcomeProperties,
     SemanticEvent.MESSAGE_CLICKED: MessageOutcomeProperties,
     SemanticEvent.MESSAGE_REPLIED: MessageOutcomeProperties,
+    SemanticEvent.TAGS_CHANGED: TagsChangedProperties,
 }
 """Properties model of each known track event; an event not listed here is a custom event."""
 
