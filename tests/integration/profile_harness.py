@@ -36,6 +36,7 @@ def event(
     at: datetime = EPOCH,
     event_id: str | None = None,
     anonymous_id: str | None = None,
+    customer_id: str | None = None,
     properties: dict[str, Any] | None = None,
     traits: dict[str, Any] | None = None,
 ) -> TrackedEvent:
@@ -46,6 +47,7 @@ def event(
         event=name,
         user_id=user_id,
         anonymous_id=anonymous_id,
+        customer_id=customer_id,
         occurred_at=at,
         received_at=at,
         properties=properties or {},

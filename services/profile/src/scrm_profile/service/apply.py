@@ -13,6 +13,7 @@ from scrm_contracts import IdentifyTraits, OwnerChanged, ProfileChange, Semantic
 from scrm_contracts.semantic import (
     MembershipRenewedProperties,
     MembershipStartedProperties,
+    TagsChangedProperties,
     WeComContactAddedProperties,
     WeComContactRemovedProperties,
 )
@@ -110,6 +111,10 @@ def apply_track(customer: CustomerRow, event: TrackedEvent) -> list[ProfileChang
         customer.sms_consent = "unsubscribed"
     elif name == SemanticEvent.EMAIL_UNSUBSCRIBED:
         customer.email_consent = "unsubscribed"
+    elif name == SemanticEvent.TAGS_CHANGED:
+        props = _validated(TagsChangedProperties, event)
+        tags = (set(customer.tags or []) | {t.strip() for t in props.add}) - {t.strip() for t in props.remove}
+        customer.tags = sorted(tags)
     if name in ENGAGEMENT_EVENTS:
         touch_engagement(customer, event.occurred_at)
     return []

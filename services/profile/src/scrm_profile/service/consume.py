@@ -31,7 +31,7 @@ from scrm_kit.errors import InvalidInput
 from scrm_kit.kafka import Record
 from scrm_kit.outbox import claim_new, enqueue
 from scrm_profile.adapters import repository as repo
-from scrm_profile.adapters.identities import resolve
+from scrm_profile.adapters.identities import Resolution, resolve
 from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow, inbox, outbox
 from scrm_profile.domain.identity import identifiers_of
 from scrm_profile.domain.settings import ProfileSettings
@@ -113,8 +113,14 @@ class EventWork:
 
     async def apply_event(self, event: TrackedEvent) -> None:
         settings = await self.settings(event.tenant_id)
-        identifiers = identifiers_of(event, settings.default_country)
-        resolution = await resolve(self.session, event.tenant_id, identifiers, event.received_at)
+        if event.customer_id is not None:
+            resolution = await self._known_customer(event)
+            if resolution is None:
+                logger.info("event %s names customer %s, who is gone: skipped", event.event_id, event.customer_id)
+                return
+        else:
+            identifiers = identifiers_of(event, settings.default_country)
+            resolution = await resolve(self.session, event.tenant_id, identifiers, event.received_at)
         customer = resolution.customer
         changes: list[ProfileChange] = []
         if resolution.merged_ids:
@@ -142,6 +148,15 @@ class EventWork:
             changes += await self._apply_track(customer, event)
             value_changed = value_changed or event.event in ORDER_EVENTS
         await self.finish(customer, changes, event.event_id, value_changed=value_changed, source=event)
+
+    async def _known_customer(self, event: TrackedEvent) -> Resolution | None:
+        """The platform's own events name our customer id: no identity resolution, never a merge."""
+        assert event.customer_id is not None
+        found = await repo.find_customer(self.session, event.tenant_id, event.customer_id)
+        if found is None:
+            return None
+        customer = await repo.lock_customer(self.session, event.tenant_id, found.customer_id)
+        return Resolution(customer) if customer is not None else None
 
     async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
         assert event.event is not None
