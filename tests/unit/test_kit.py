@@ -87,3 +87,20 @@ def test_phones_and_emails_are_masked_in_logs() -> None:
     assert "13812345678" not in masked and "li.wei@" not in masked
     assert "138****5678" in masked
     assert "l***@example.com" in masked
+
+
+def test_the_cached_partitioner_places_every_key_where_kafkas_default_does() -> None:
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner
+
+    from scrm_kit.kafka import CachedKeyPartitioner
+
+    cached, default = CachedKeyPartitioner(max_keys=50), DefaultPartitioner()
+    rng = random.Random(7)
+    partitions = list(range(12))
+    keys = [f"ten_{rng.randrange(5)}:user-{rng.randrange(400)}".encode() for _ in range(2_000)]
+    # twice over, with a cache smaller than the key set, so cached, evicted and fresh keys are all compared
+    for key in keys + keys:
+        assert cached(key, partitions, partitions) == default(key, partitions, partitions)
+    assert cached(None, partitions, [3]) == 3

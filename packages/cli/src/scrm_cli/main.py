@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from scrm_ingest.entrypoints.cli import import_app
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.settings import ServiceSettings
 from scrm_kit.tenancy import TenantDirectory
@@ -27,6 +28,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(channels_app, name="channels")
 app.add_typer(clv_app, name="clv")
+app.add_typer(import_app, name="import")
 console = Console(stderr=True)
 
 SERVICES = ("ingest", "profile", "journey", "notify")
