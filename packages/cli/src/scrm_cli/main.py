@@ -93,6 +93,33 @@ def tenant_create(
             print(f"{key:10} {value}")
 
 
+@tenant_app.command("rate-limit")
+def tenant_rate_limit(
+    tenant_id: Annotated[str, typer.Option(help="Tenant to configure")],
+    events_per_second: Annotated[
+        int | None, typer.Option(help="Events per second per ingest replica; omit to use the service default")
+    ] = None,
+) -> None:
+    """Set a tenant's ingest rate limit (answers 429 with Retry-After beyond it)."""
+
+    async def configure() -> bool:
+        engine = build_engine(ServiceSettings().db)
+        try:
+            return await TenantDirectory(build_sessionmaker(engine)).set_rate_limit(tenant_id, events_per_second)
+        finally:
+            await engine.dispose()
+
+    try:
+        found = asyncio.run(configure())
+    except ValueError as exc:
+        console.print(f"[red]events-per-second: {exc}[/red]")
+        raise typer.Exit(2) from exc
+    if not found:
+        console.print(f"[red]tenant-id: no tenant {tenant_id!r}[/red]")
+        raise typer.Exit(2)
+    print(json.dumps({"tenant_id": tenant_id, "events_per_second": events_per_second}))
+
+
 @tenant_app.command("exists")
 def tenant_exists(tenant_id: str) -> None:
     """Exit 0 if the tenant exists, 1 if not."""

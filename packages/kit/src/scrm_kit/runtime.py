@@ -6,6 +6,7 @@ Each role (``api``, ``consumer``, ``scheduler``) can run alone or together in on
 
 import asyncio
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from scrm_kit.db import ping
-from scrm_kit.errors import InvalidInput, NotFound, RetryableError, ScrmError
+from scrm_kit.errors import InvalidInput, NotFound, RateLimited, RetryableError, ScrmError
 from scrm_kit.tenancy import TenantDirectory, Unauthorized
 
 logger = logging.getLogger(__name__)
@@ -127,10 +128,15 @@ def install_error_handlers(app: FastAPI) -> None:
             status = 401
         elif isinstance(exc, NotFound):
             status = 404
+        elif isinstance(exc, RateLimited):
+            status = 429
         elif isinstance(exc, RetryableError):
             status = 503
         field_name = exc.field if isinstance(exc, InvalidInput) else None
-        return error_response(status, exc.code, str(exc), field_name)
+        response = error_response(exc.http_status or status, exc.code, str(exc), field_name)
+        if isinstance(exc, RateLimited):
+            response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+        return response
 
 
 def create_app(

@@ -12,7 +12,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from sqlalchemy import Column, DateTime, MetaData, Table, Text, func, select
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, Text, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_kit.db import NAMING_CONVENTION
@@ -29,6 +29,7 @@ tenants = Table(
     Column("write_key_sha256", Text, nullable=False, unique=True),
     Column("api_token_sha256", Text, nullable=False, unique=True),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    Column("events_per_second", Integer, nullable=True),
 )
 
 
@@ -40,6 +41,7 @@ class Unauthorized(ScrmError):
 class Tenant:
     tenant_id: str
     name: str
+    events_per_second: int | None = None  # ingest rate limit; None: the service default
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +85,17 @@ class TenantDirectory:
             )
         return created
 
+    async def set_rate_limit(self, tenant_id: str, events_per_second: int | None) -> bool:
+        """Set (or with None clear) a tenant's ingest limit; False if there is no such tenant. Ingest replicas
+        pick it up within the credential cache time."""
+        if events_per_second is not None and events_per_second < 1:
+            raise ValueError("events per second must be at least 1")
+        async with self._sessions() as session, session.begin():
+            result = await session.execute(
+                update(tenants).where(tenants.c.tenant_id == tenant_id).values(events_per_second=events_per_second)
+            )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def by_write_key(self, write_key: str) -> Tenant | None:
         return await self._lookup("write_key_sha256", write_key)
 
@@ -97,9 +110,13 @@ class TenantDirectory:
             return cached[1]
         async with self._sessions() as session:
             row = (
-                await session.execute(select(tenants.c.tenant_id, tenants.c.name).where(tenants.c[column] == key[1]))
+                await session.execute(
+                    select(tenants.c.tenant_id, tenants.c.name, tenants.c.events_per_second).where(
+                        tenants.c[column] == key[1]
+                    )
+                )
             ).first()
-        tenant = Tenant(row.tenant_id, row.name) if row else None
+        tenant = Tenant(row.tenant_id, row.name, row.events_per_second) if row else None
         # Unknown credentials are cached briefly too, so a flood of bad keys cannot hammer the database.
         self._cache[key] = (now + (self._cache_seconds if tenant else 2.0), tenant)
         if len(self._cache) > 10_000:

@@ -9,6 +9,7 @@ acknowledge (nothing was accepted then, so retrying is safe).
 
 import base64
 import gzip
+import time
 import zlib
 from datetime import UTC, datetime
 from typing import Any
@@ -20,10 +21,11 @@ from pydantic import BaseModel
 
 from scrm_contracts import TrackedEvent
 from scrm_ingest.bootstrap import build_runtime
-from scrm_ingest.domain.segment import MessageError, MessageType, to_event
+from scrm_ingest.domain.rate_limit import TenantRateLimiter
+from scrm_ingest.domain.segment import MessageError, MessageType, SegmentMessage, to_event
 from scrm_ingest.service.publish import EventPublisher
 from scrm_ingest.settings import Settings
-from scrm_kit.errors import InvalidInput
+from scrm_kit.errors import InvalidInput, RateLimited
 from scrm_kit.runtime import ErrorBody, create_app, error_response
 from scrm_kit.tenancy import Tenant, TenantDirectory, Unauthorized
 
@@ -47,16 +49,51 @@ RESPONSES: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody},
     401: {"model": ErrorBody},
     413: {"model": ErrorBody},
+    429: {"model": ErrorBody, "description": "Over the tenant's rate limit: retry after `Retry-After` seconds"},
     503: {"model": ErrorBody},
+}
+
+
+def _request_body(schema: dict[str, Any]) -> dict[str, Any]:
+    """OpenAPI for a body the route reads itself (size caps, gzip): clients and fuzzers still see its shape."""
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
+
+
+_MESSAGE_SCHEMA = SegmentMessage.model_json_schema(by_alias=True)
+_BATCH_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["batch"],
+    "properties": {
+        "batch": {"type": "array", "items": _MESSAGE_SCHEMA},
+        "context": {"type": "object"},
+        "sentAt": {"type": "string", "format": "date-time"},
+        "writeKey": {"type": "string"},
+    },
 }
 
 
 class PayloadTooLarge(InvalidInput):
     code = "payload_too_large"
+    http_status = 413
+
+
+async def _read_capped(request: Request, limit: int) -> bytes:
+    """The request body, refusing (without reading it all) one larger than ``limit``."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body is larger than {limit // 1024} KB", field="body")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is larger than {limit // 1024} KB", field="body")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def _read_json(request: Request, limit: int) -> Any:
-    raw = await request.body()
+    raw = await _read_capped(request, limit)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding == "gzip":
         try:
@@ -93,10 +130,18 @@ async def _tenant(request: Request, body: Any) -> Tenant:
     return tenant
 
 
+def _within_rate(request: Request, tenant: Tenant, count: int) -> None:
+    limiter: TenantRateLimiter = request.app.state.limiter
+    wait = limiter.take(tenant.tenant_id, count, tenant.events_per_second)
+    if wait > 0:
+        raise RateLimited(f"over this tenant's rate limit; retry in {wait:.1f}s", retry_after=wait)
+
+
 async def _accept_one(request: Request, kind: MessageType) -> Accepted:
     settings: Settings = request.app.state.settings
     body = await _read_json(request, settings.max_event_bytes)
     tenant = await _tenant(request, body)
+    _within_rate(request, tenant, 1)
     try:
         event = to_event(body, tenant_id=tenant.tenant_id, kind=kind, received_at=datetime.now(UTC))
     except MessageError as exc:
@@ -123,10 +168,17 @@ for _kind in ("track", "identify", "page", "screen", "group", "alias"):
         response_model=Accepted,
         response_model_exclude_none=True,  # type: ignore[arg-type]
         responses=RESPONSES,
+        openapi_extra=_request_body(_MESSAGE_SCHEMA),
     )
 
 
-@router.post("/batch", response_model=Accepted, response_model_exclude_none=True, responses=RESPONSES)
+@router.post(
+    "/batch",
+    response_model=Accepted,
+    response_model_exclude_none=True,
+    responses=RESPONSES,
+    openapi_extra=_request_body(_BATCH_SCHEMA),
+)
 @router.post(
     "/import", response_model=Accepted, response_model_exclude_none=True, responses=RESPONSES, include_in_schema=False
 )
@@ -137,6 +189,7 @@ async def accept_batch(request: Request) -> Accepted | JSONResponse:
     tenant = await _tenant(request, body)
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
         raise InvalidInput("body must be an object with a 'batch' array", field="batch")
+    _within_rate(request, tenant, max(1, len(body["batch"])))
     received_at = datetime.now(UTC)
     shared_context = body.get("context") if isinstance(body.get("context"), dict) else {}
     events: list[TrackedEvent] = []
@@ -175,4 +228,7 @@ def app() -> FastAPI:
 
     application = create_app(runtime_factory, title="SCRM ingest", routers=[router])
     application.state.settings = settings
+    application.state.limiter = TenantRateLimiter(
+        settings.rate_limit_events_per_second, settings.rate_limit_burst_seconds, time.monotonic
+    )
     return application
