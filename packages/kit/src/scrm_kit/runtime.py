@@ -49,6 +49,7 @@ class Runtime:
     workers: list[Worker] = field(default_factory=list)
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    producer_stop_seconds: float = 10.0
 
     async def start(self) -> None:
         await self.producer.start()
@@ -66,7 +67,14 @@ class Runtime:
                 logger.exception("worker failed to stop cleanly")
         for hook in self.on_stop:
             await hook()
-        await self.producer.stop()
+        try:
+            # Bounded: with the broker gone the producer would retry for ever. Nothing unacknowledged was promised
+            # to anyone (ingest answered 503; outbox rows stay until a relay sees them acknowledged).
+            await asyncio.wait_for(self.producer.stop(), timeout=self.producer_stop_seconds)
+        except TimeoutError:
+            logger.error(
+                "Kafka did not acknowledge the last records within %ss; stopping anyway", self.producer_stop_seconds
+            )
         await self.engine.dispose()
 
     async def readiness(self) -> dict[str, str]:
