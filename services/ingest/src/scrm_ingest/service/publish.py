@@ -23,7 +23,7 @@ class EventPublisher:
         """Send every event and wait for the acks; raise ``RetryableError`` if Kafka cannot take them."""
         waits: list[asyncio.Future[None]] = []
         owned: list[tuple[tuple[str, str], asyncio.Future[None]]] = []
-        sends = []
+        sends: list[TrackedEvent] = []
         for event in events:
             key = (event.tenant_id, event.event_id)
             pending = self._in_flight.get(key)
@@ -33,9 +33,9 @@ class EventPublisher:
             marker: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             self._in_flight[key] = marker
             owned.append((key, marker))
-            sends.append(self._send(event))
+            sends.append(event)
         try:
-            await asyncio.wait_for(asyncio.gather(*sends), timeout=self._ack_timeout)
+            await asyncio.wait_for(self._send_all(sends), timeout=self._ack_timeout)
             for _, marker in owned:
                 marker.set_result(None)
         except Exception as exc:
@@ -51,8 +51,13 @@ class EventPublisher:
         if waits:
             await asyncio.gather(*waits)
 
-    async def _send(self, event: TrackedEvent) -> None:
-        future = await self._producer.send(
-            Topic.EVENTS.value, value=event.to_wire(), key=record_key(event.tenant_id, event.customer_key)
-        )
-        await future
+    async def _send_all(self, events: Sequence[TrackedEvent]) -> None:
+        # Hand every record to the producer first, then wait on the acks: no task per record.
+        acks = [
+            await self._producer.send(
+                Topic.EVENTS.value, value=event.to_wire(), key=record_key(event.tenant_id, event.customer_key)
+            )
+            for event in events
+        ]
+        if acks:
+            await asyncio.gather(*acks)

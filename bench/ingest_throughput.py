@@ -1,0 +1,244 @@
+"""Benchmark: the ingest tracking API into Apache Kafka, beside the raw aiokafka producer rate of the same run.
+
+Starts its own PostgreSQL and Kafka (free ports, a temporary state folder) and one ingest process, then measures:
+  raw      aiokafka send() of N records of the same size and key spread, acks=all, idempotent: the ceiling
+  batch    POST /v1/batch, 100 events per request, C concurrent clients: events acknowledged per second
+  track    POST /v1/track at a fixed arrival rate (open loop): p50/p99 latency and the rate achieved
+  import   `scrm import orders` of a CSV file: orders per second
+Each phase runs R times; the table shows medians. The load generator runs on the same 2 cores as the server and
+the broker, so the figures are a floor, not a ceiling. Writes bench/results/ingest_throughput.json.
+
+Run from the workspace root:  .venv/bin/python bench/ingest_throughput.py [--events N] [--repeats R]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+
+from scrm_kit.kafka import build_producer
+from scrm_kit.settings import KafkaSettings
+from scrm_stack.launcher import Stack, StackConfig
+
+RESULTS = Path(__file__).resolve().parent / "results" / "ingest_throughput.json"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def order(i: int, run: str) -> dict[str, Any]:
+    return {
+        "type": "track",
+        "userId": f"bench-{i % 20_000}",
+        "messageId": f"{run}-{i}",
+        "event": "Order Completed",
+        "timestamp": "2026-11-20T08:30:00Z",
+        "properties": {"order_id": f"{run}-o{i}", "total": 99.5, "currency": "CNY", "products": [{"sku": "tea-1"}]},
+        "context": {"library": {"name": "bench"}, "ip": "10.1.2.3"},
+    }
+
+
+async def raw_producer(bootstrap: str, events: int) -> float:
+    producer = build_producer(KafkaSettings(bootstrap_servers=bootstrap), "-bench")
+    await producer.start()
+    run = uuid.uuid4().hex[:8]
+    payloads = [(f"t:bench-{i % 20_000}".encode(), orjson.dumps(order(i, run))) for i in range(events)]
+    started = time.perf_counter()
+    futures = [await producer.send("events.v1", value=v, key=k) for k, v in payloads]
+    await asyncio.gather(*futures)
+    elapsed = time.perf_counter() - started
+    await producer.stop()
+    return events / elapsed
+
+
+async def batch_api(url: str, write_key: str, events: int, concurrency: int) -> float:
+    run = uuid.uuid4().hex[:8]
+    bodies = [
+        orjson.dumps({"batch": [order(i, run) for i in range(start, start + 100)]}) for start in range(0, events, 100)
+    ]
+    queue: asyncio.Queue[bytes] = asyncio.Queue()
+    for body in bodies:
+        queue.put_nowait(body)
+    limits = httpx.Limits(max_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            while not queue.empty():
+                body = queue.get_nowait()
+                answer = await client.post("/v1/batch", content=body, headers={"Content-Type": "application/json"})
+                assert answer.status_code == 200, answer.text
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        return len(bodies) * 100 / (time.perf_counter() - started)
+
+
+async def track_latency(url: str, write_key: str, rate: float, seconds: float) -> dict[str, float]:
+    run = uuid.uuid4().hex[:8]
+    latencies: list[float] = []
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=30) as client:
+
+        async def one(i: int) -> None:
+            body = orjson.dumps(order(i, run))
+            started = time.perf_counter()
+            answer = await client.post("/v1/track", content=body, headers={"Content-Type": "application/json"})
+            latencies.append(time.perf_counter() - started)
+            assert answer.status_code == 200, answer.text
+
+        tasks = []
+        begin = time.perf_counter()
+        total = int(rate * seconds)
+        for i in range(total):  # open loop: requests leave on schedule whether or not earlier ones returned
+            delay = begin + i / rate - time.perf_counter()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            tasks.append(asyncio.create_task(one(i)))
+        await asyncio.gather(*tasks)
+        achieved = total / (time.perf_counter() - begin)
+    ordered = sorted(latencies)
+    return {
+        "p50_ms": ordered[len(ordered) // 2] * 1000,
+        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
+        "achieved_rps": achieved,
+    }
+
+
+def import_rate(stack: Stack, tenant_id: str, rows: int, folder: Path) -> float:
+    path = folder / "orders.csv"
+    run = uuid.uuid4().hex[:8]
+    with path.open("w") as out:
+        out.write("customer_id,order_id,occurred_at,total,currency\n")
+        for i in range(rows):
+            out.write(f"bench-{i % 50_000},{run}-{i},2025-03-0{1 + i % 9}T10:00:00Z,{10 + i % 500}.50,CNY\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "scrm_cli.main", "import", "orders", str(path), "--tenant-id", tenant_id, "--json"],
+        env=stack.service_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    report = json.loads(done.stdout)
+    assert report["accepted"] == rows, report
+    return rows / report["seconds"]
+
+
+def start(state: Path) -> tuple[Stack, dict[str, str], str]:
+    config = StackConfig(
+        state_dir=state,
+        pg_port=free_port(),
+        kafka_port=free_port(),
+        controller_port=free_port(),
+        sink_port=free_port(),
+        service_ports={"ingest": free_port(), "profile": 0, "journey": 0, "notify": 0},
+    )
+    stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
+    stack.start_infrastructure()
+    created = subprocess.run(
+        [sys.executable, "-m", "scrm_cli.main", "tenant", "create", "--name", "bench", "--json"],
+        env=stack.service_env(),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    tenant = json.loads(created.stdout)
+    subprocess.run(
+        [sys.executable, "-m", "scrm_cli.main", "tenant", "rate-limit", "--tenant-id", tenant["tenant_id"]]
+        + ["--events-per-second", "1000000"],
+        env=stack.service_env(),
+        check=True,
+        capture_output=True,
+    )
+    stack.start_service("ingest", stack.service_env() | {"SCRM_ROLES": "api", "SCRM_LOG_LEVEL": "WARNING"})
+    stack.wait_ready(("ingest",))
+    return stack, tenant, stack.url("ingest")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=8)
+    parser.add_argument("--track-rate", type=float, default=1000)
+    parser.add_argument("--track-seconds", type=float, default=10)
+    args = parser.parse_args()
+    state = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    stack, tenant, url = start(state)
+    runs: dict[str, list[Any]] = {"raw": [], "batch": [], "track": [], "import": []}
+    try:
+        for _ in range(args.repeats):
+            runs["raw"].append(asyncio.run(raw_producer(stack.kafka.bootstrap, args.events)))
+            runs["batch"].append(asyncio.run(batch_api(url, tenant["write_key"], args.events, args.concurrency)))
+            runs["import"].append(import_rate(stack, tenant["tenant_id"], args.events, state))
+            runs["track"].append(
+                asyncio.run(track_latency(url, tenant["write_key"], args.track_rate, args.track_seconds))
+            )
+            print({k: v[-1] for k, v in runs.items()}, file=sys.stderr)
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+    report(args, runs)
+
+
+def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
+    raw, batch, imported = (statistics.median(runs[k]) for k in ("raw", "batch", "import"))
+    p50 = statistics.median(r["p50_ms"] for r in runs["track"])
+    p99 = statistics.median(r["p99_ms"] for r in runs["track"])
+    achieved = statistics.median(r["achieved_rps"] for r in runs["track"])
+    rows = [
+        ("raw aiokafka producer", f"{raw:,.0f} events/s", "ceiling"),
+        (
+            "/v1/batch (100 per request)",
+            f"{batch:,.0f} events/s",
+            f"ratio {batch / raw:.2f} (target >= 0.5; >= 30,000/s)",
+        ),
+        (
+            f"/v1/track at {args.track_rate:,.0f}/s",
+            f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
+            f"achieved {achieved:,.0f}/s (p99 < 20 ms)",
+        ),
+        ("scrm import orders", f"{imported:,.0f} orders/s", "target >= 20,000/s"),
+    ]
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'phase':<{width}}  {'median of ' + str(args.repeats):<28}  note")
+    for name, value, note in rows:
+        print(f"{name:<{width}}  {value:<28}  {note}")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps(
+            {
+                "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+                "events": args.events,
+                "repeats": args.repeats,
+                "raw_events_per_s": raw,
+                "batch_events_per_s": batch,
+                "batch_to_raw_ratio": batch / raw,
+                "track": {"rate": args.track_rate, "p50_ms": p50, "p99_ms": p99, "achieved_rps": achieved},
+                "import_orders_per_s": imported,
+                "runs": runs,
+            },
+            indent=2,
+        )
+    )
+    print(f"\nwrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
