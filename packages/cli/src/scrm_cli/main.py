@@ -33,6 +33,7 @@ SERVICES = ("ingest", "profile", "journey", "notify")
 
 
 def _migration_dirs() -> list[tuple[str, Path]]:
+    import scrm_ingest
     import scrm_journey
     import scrm_kit
     import scrm_notify
@@ -46,12 +47,13 @@ def _migration_dirs() -> list[tuple[str, Path]]:
         ("profile", root(scrm_profile)),
         ("journey", root(scrm_journey)),
         ("notify", root(scrm_notify)),
+        ("ingest", root(scrm_ingest)),
     ]
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    only: Annotated[str | None, typer.Option(help="Migrate one schema: tenancy, profile, journey or notify")] = None,
+    only: Annotated[str | None, typer.Option(help="Migrate one schema (tenancy, profile, ...)")] = None,
 ) -> None:
     """Apply every schema's migrations up to head (idempotent)."""
     from scrm_kit.migrate import upgrade

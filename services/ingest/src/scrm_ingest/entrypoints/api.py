@@ -21,6 +21,7 @@ from pydantic import BaseModel
 from scrm_contracts import TrackedEvent
 from scrm_ingest.bootstrap import build_runtime
 from scrm_ingest.domain.segment import MessageError, MessageType, to_event
+from scrm_ingest.entrypoints.api_callbacks import router as callbacks_router
 from scrm_ingest.service.publish import EventPublisher
 from scrm_ingest.settings import Settings
 from scrm_kit.errors import InvalidInput
@@ -173,6 +174,6 @@ def app() -> FastAPI:
         application.state.publisher = publisher
         return runtime
 
-    application = create_app(runtime_factory, title="SCRM ingest", routers=[router])
+    application = create_app(runtime_factory, title="SCRM ingest", routers=[router, callbacks_router])
     application.state.settings = settings
     return application
