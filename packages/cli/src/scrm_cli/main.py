@@ -22,10 +22,12 @@ tenant_app = typer.Typer(help="Tenants and their credentials.", no_args_is_help=
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 channels_app = typer.Typer(help="Notify channel configuration.", no_args_is_help=True)
+callbacks_app = typer.Typer(help="Channel provider callbacks into ingest.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(channels_app, name="channels")
+app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(clv_app, name="clv")
 console = Console(stderr=True)
 
@@ -142,6 +144,45 @@ def channels_webhook(
 
     configured_url, configured_secret = asyncio.run(configure())
     print(json.dumps({"channel": "webhook", "url": configured_url, "secret": configured_secret}))
+
+
+@callbacks_app.command("set")
+def callbacks_set(
+    provider: Annotated[str, typer.Argument(help="wecom, wechat-oa, aliyun-sms, tencent-sms, sendgrid or generic")],
+    tenant_id: Annotated[str, typer.Option(help="Tenant to configure")],
+    public_url: Annotated[str, typer.Option(envvar="SCRM_CALLBACK_PUBLIC_URL", help="Base URL of ingest")] = (
+        "http://127.0.0.1:8001"
+    ),
+    corp_id: Annotated[str | None, typer.Option(help="wecom: corp id")] = None,
+    appid: Annotated[str | None, typer.Option(help="wechat-oa: appid")] = None,
+    token: Annotated[str | None, typer.Option(help="wecom/wechat-oa: Token (generated when omitted)")] = None,
+    encoding_aes_key: Annotated[str | None, typer.Option(help="wecom/wechat-oa: EncodingAESKey (generated)")] = None,
+    secret: Annotated[str | None, typer.Option(help="generic: HMAC secret (generated when omitted)")] = None,
+) -> None:
+    """Configure a provider's callbacks for a tenant; prints the callback URL(s) and the secrets once (JSON)."""
+    from scrm_ingest.adapters.callback_store import CallbackConfigStore
+    from scrm_ingest.domain.callbacks_config import ConfigError, Provider, callback_urls, configure
+
+    if provider not in {p.value for p in Provider}:
+        console.print(f"[red]provider: must be one of {', '.join(p.value for p in Provider)}[/red]")
+        raise typer.Exit(2)
+    values = {"corp_id": corp_id, "appid": appid, "token": token, "encoding_aes_key": encoding_aes_key}
+    try:
+        configured = configure(tenant_id, Provider(provider), secret=secret, **values)
+    except ConfigError as exc:
+        console.print(f"[red]{exc.field}: {exc.message}[/red]")
+        raise typer.Exit(2) from exc
+
+    async def save() -> None:
+        engine = build_engine(ServiceSettings().db)
+        try:
+            await CallbackConfigStore(build_sessionmaker(engine)).save(configured.config)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(save())
+    urls = callback_urls(public_url, tenant_id, Provider(provider), configured.url_secret)
+    print(json.dumps({"provider": provider, "urls": urls, "secrets": configured.shown}, ensure_ascii=False))
 
 
 @app.command("serve")

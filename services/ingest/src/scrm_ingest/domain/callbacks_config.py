@@ -17,6 +17,7 @@ from scrm_ingest.domain.callbacks_wecom_crypto import decode_aes_key
 
 class Provider(StrEnum):
     WECOM = "wecom"
+    WECHAT_OA = "wechat-oa"
     ALIYUN_SMS = "aliyun-sms"
     TENCENT_SMS = "tencent-sms"
     SENDGRID = "sendgrid"
@@ -74,9 +75,13 @@ def _random_alnum(length: int) -> str:
     return "".join(secrets.choice(_ALNUM) for _ in range(length))
 
 
-def _wecom(tenant_id: str, corp_id: str | None, token: str | None, aes_key: str | None) -> Configured:
-    if not corp_id or not corp_id.strip():
-        raise ConfigError("corp_id", "is required (the WeCom corp id, or the official account's appid)")
+def _encrypted(
+    provider: Provider, tenant_id: str, receive_id: str | None, token: str | None, aes_key: str | None
+) -> Configured:
+    """WeCom and the official account: Token and EncodingAESKey (generated when omitted), and the receive id."""
+    if not receive_id or not receive_id.strip():
+        field = "corp_id" if provider == Provider.WECOM else "appid"
+        raise ConfigError(field, "is required (the WeCom corp id, or the official account's appid)")
     token = token if token is not None else _random_alnum(32)
     if not (1 <= len(token) <= 32) or any(c not in _ALNUM for c in token):
         raise ConfigError("token", "must be 1-32 letters or digits (WeCom's rule)")
@@ -85,9 +90,7 @@ def _wecom(tenant_id: str, corp_id: str | None, token: str | None, aes_key: str 
         decode_aes_key(aes_key)
     except ValueError as exc:
         raise ConfigError("encoding_aes_key", str(exc)) from exc
-    config = CallbackConfig(
-        tenant_id, Provider.WECOM, token=token, encoding_aes_key=aes_key, receive_id=corp_id.strip()
-    )
+    config = CallbackConfig(tenant_id, provider, token=token, encoding_aes_key=aes_key, receive_id=receive_id.strip())
     return Configured(config, None, {"token": token, "encoding_aes_key": aes_key})
 
 
@@ -96,13 +99,16 @@ def configure(
     provider: Provider,
     *,
     corp_id: str | None = None,
+    appid: str | None = None,
     token: str | None = None,
     encoding_aes_key: str | None = None,
     secret: str | None = None,
 ) -> Configured:
     """A fresh configuration (a new URL or signing secret each time: configuring again rotates it)."""
     if provider == Provider.WECOM:
-        return _wecom(tenant_id, corp_id, token, encoding_aes_key)
+        return _encrypted(provider, tenant_id, corp_id, token, encoding_aes_key)
+    if provider == Provider.WECHAT_OA:
+        return _encrypted(provider, tenant_id, appid, token, encoding_aes_key)
     if provider == Provider.GENERIC:
         if secret is not None and len(secret) < 16:
             raise ConfigError("secret", "must be at least 16 characters")

@@ -42,6 +42,11 @@ def signature(token: str, timestamp: str, nonce: str, ciphertext: str) -> str:
     return hashlib.sha1("".join(sorted([token, timestamp, nonce, ciphertext])).encode()).hexdigest()
 
 
+def plain_signature(token: str, timestamp: str, nonce: str) -> str:
+    """The official account's URL-check ``signature``: SHA1 of token, timestamp and nonce sorted and concatenated."""
+    return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
+
+
 class WeComCrypto:
     """Verify, decrypt (and, for tests and replies, encrypt) one receiver's callback messages."""
 
@@ -54,6 +59,10 @@ class WeComCrypto:
         expected = signature(self._token, timestamp, nonce, ciphertext)
         if not hmac.compare_digest(expected, msg_signature.lower()):
             raise CryptoError("msg_signature does not match")
+
+    def verify_plain(self, given: str, timestamp: str, nonce: str) -> None:
+        if not hmac.compare_digest(plain_signature(self._token, timestamp, nonce), given.lower()):
+            raise CryptoError("signature does not match")
 
     def decrypt(self, ciphertext: str) -> str:
         """The message inside ``ciphertext``; raises ``CryptoError`` unless it is well-formed and ours."""

@@ -47,6 +47,7 @@ TenantPath = Annotated[str, Path(min_length=1, max_length=100, description="The 
 
 class CallbackConfigIn(BaseModel):
     corp_id: str | None = Field(default=None, description="wecom: the corp id (receive id of the encrypted messages)")
+    appid: str | None = Field(default=None, description="wechat-oa: the official account's appid")
     token: str | None = Field(default=None, description="wecom: the callback Token (generated when omitted)")
     encoding_aes_key: str | None = Field(default=None, description="wecom: 43-character EncodingAESKey (generated)")
     secret: str | None = Field(default=None, description="generic: HMAC signing secret, >= 16 chars (generated)")
@@ -56,7 +57,7 @@ class CallbackConfigOut(BaseModel):
     provider: Provider
     urls: dict[str, str] = Field(description="What to enter in the provider's console")
     secrets: dict[str, str] = Field(description="Shown whole only in the answer to PUT; masked afterwards")
-    corp_id: str | None = None
+    corp_id: str | None = Field(default=None, description="The receive id: WeCom corp id, or the appid (wechat-oa)")
 
 
 class ItemErrorOut(BaseModel):
@@ -106,7 +107,8 @@ async def put_callback(
     """Configure one provider's callbacks for the tenant; answers the URL(s) and the secrets (shown once)."""
     configured = await handler.configure(tenant.tenant_id, provider, **body.model_dump())
     urls = callback_urls(_base_url(request), tenant.tenant_id, provider, configured.url_secret)
-    return CallbackConfigOut(provider=provider, urls=urls, secrets=configured.shown, corp_id=body.corp_id)
+    receive_id = configured.config.receive_id
+    return CallbackConfigOut(provider=provider, urls=urls, secrets=configured.shown, corp_id=receive_id)
 
 
 @router.get("/{provider}", response_model=CallbackConfigOut, responses={404: {"model": ErrorBody}, **ERRORS})
@@ -152,7 +154,35 @@ async def wecom_callback(
     nonce: Annotated[str, Query(min_length=1)],
 ) -> PlainTextResponse:
     """WeCom's encrypted XML callback (``change_external_contact``); answers ``success``."""
-    await handler.receive_wecom(tenant_id, msg_signature, timestamp, nonce, await _body(request))
+    await handler.receive_encrypted(tenant_id, Provider.WECOM, msg_signature, timestamp, nonce, await _body(request))
+    return PlainTextResponse("success")
+
+
+@router.get("/wechat-oa/{tenant_id}", response_class=PlainTextResponse, responses=ERRORS)
+async def official_account_verify_url(
+    tenant_id: TenantPath,
+    handler: HandlerDep,
+    signature: Annotated[str, Query(min_length=1)],
+    timestamp: Annotated[str, Query(min_length=1)],
+    nonce: Annotated[str, Query(min_length=1)],
+    echostr: Annotated[str, Query(min_length=1)],
+) -> PlainTextResponse:
+    """The official account's URL check: answers ``echostr`` when the signature is good."""
+    return PlainTextResponse(await handler.official_account_echo(tenant_id, signature, timestamp, nonce, echostr))
+
+
+@router.post("/wechat-oa/{tenant_id}", response_class=PlainTextResponse, responses=ERRORS)
+async def official_account_callback(
+    tenant_id: TenantPath,
+    handler: HandlerDep,
+    request: Request,
+    msg_signature: Annotated[str, Query(min_length=1, description="Safe mode only (encrypt_type=aes)")],
+    timestamp: Annotated[str, Query(min_length=1)],
+    nonce: Annotated[str, Query(min_length=1)],
+) -> PlainTextResponse:
+    """Official account messages in safe mode (follows, unfollows, template receipts); answers ``success``."""
+    raw = await _body(request)
+    await handler.receive_encrypted(tenant_id, Provider.WECHAT_OA, msg_signature, timestamp, nonce, raw)
     return PlainTextResponse("success")
 
 

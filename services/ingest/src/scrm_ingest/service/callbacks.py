@@ -7,6 +7,7 @@ for Kafka's acks) and the bad ones are reported by index and field.
 
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import orjson
@@ -29,6 +30,7 @@ from scrm_ingest.domain.callbacks_sms import (
     map_tencent_reports,
     unsubscribe_keywords,
 )
+from scrm_ingest.domain.callbacks_wechat_oa import map_official_account_message
 from scrm_ingest.domain.callbacks_wecom import envelope_ciphertext, map_wecom_message
 from scrm_ingest.domain.callbacks_wecom_crypto import CryptoError, WeComCrypto
 from scrm_ingest.service.publish import EventPublisher
@@ -123,23 +125,35 @@ class CallbackHandler:
             map_generic_receipts, parse_json(raw), self._context(tenant_id, Provider.GENERIC)
         )
 
-    async def _wecom_crypto(self, tenant_id: str) -> WeComCrypto:
-        config = await self._config(tenant_id, Provider.WECOM)
+    async def _crypto(self, tenant_id: str, provider: Provider = Provider.WECOM) -> tuple[WeComCrypto, str]:
+        config = await self._config(tenant_id, provider)
         assert config.token and config.encoding_aes_key and config.receive_id
-        return WeComCrypto(config.token, config.encoding_aes_key, config.receive_id)
+        return WeComCrypto(config.token, config.encoding_aes_key, config.receive_id), config.receive_id
 
     async def wecom_echo(self, tenant_id: str, msg_signature: str, timestamp: str, nonce: str, echostr: str) -> str:
         """WeCom's URL check: verify the signature over ``echostr`` and answer it decrypted."""
-        crypto = await self._wecom_crypto(tenant_id)
+        crypto, _ = await self._crypto(tenant_id)
         try:
             return crypto.verify_and_decrypt(msg_signature, timestamp, nonce, echostr)
         except CryptoError as exc:
             raise Unauthorized(str(exc)) from exc
 
-    async def receive_wecom(
-        self, tenant_id: str, msg_signature: str, timestamp: str, nonce: str, raw: bytes
+    async def official_account_echo(
+        self, tenant_id: str, signature: str, timestamp: str, nonce: str, echostr: str
+    ) -> str:
+        """The official account's URL check: verify the plain signature and answer ``echostr`` as given."""
+        crypto, _ = await self._crypto(tenant_id, Provider.WECHAT_OA)
+        try:
+            crypto.verify_plain(signature, timestamp, nonce)
+        except CryptoError as exc:
+            raise Unauthorized(str(exc)) from exc
+        return echostr
+
+    async def receive_encrypted(
+        self, tenant_id: str, provider: Provider, msg_signature: str, timestamp: str, nonce: str, raw: bytes
     ) -> MappedCallback:
-        crypto = await self._wecom_crypto(tenant_id)
+        """WeCom or official account (safe mode): verify ``msg_signature``, decrypt, map and publish."""
+        crypto, receive_id = await self._crypto(tenant_id, provider)
         try:
             ciphertext = envelope_ciphertext(raw)
         except ItemError as exc:
@@ -148,9 +162,10 @@ class CallbackHandler:
             plaintext = crypto.verify_and_decrypt(msg_signature, timestamp, nonce, ciphertext)
         except CryptoError as exc:
             raise Unauthorized(str(exc)) from exc
-        return await self._map_and_publish(
-            lambda text, ctx: map_wecom_message(text, ctx), plaintext, self._context(tenant_id, Provider.WECOM)
-        )
+        mapper: Mapper = map_wecom_message
+        if provider == Provider.WECHAT_OA:
+            mapper = partial(map_official_account_message, appid=receive_id)
+        return await self._map_and_publish(mapper, plaintext, self._context(tenant_id, provider))
 
     async def _map_and_publish(self, mapper: Mapper, body: Any, ctx: CallbackContext) -> MappedCallback:
         try:
