@@ -302,3 +302,35 @@ async def test_an_operator_configures_callbacks_with_the_cli(stack: Stack, tenan
         [*command[:5], "fax", "--tenant-id", tenant.tenant_id], env=env, capture_output=True, text=True
     )
     assert refused.returncode == 2 and "provider" in refused.stderr
+
+
+async def test_sendgrid_signed_webhook_needs_a_valid_signature_once_a_key_is_set(
+    stack: Stack, tenant: TenantCredentials
+) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    config = await configure(stack, tenant, "sendgrid", verification_key=base64.b64encode(public).decode())
+    body = orjson.dumps([{"email": "cy@example.com", "timestamp": 1764576000, "event": "open", "sg_event_id": "o1"}])
+    timestamp = str(int(time.time()))
+    signature = base64.b64encode(private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+    signed = {
+        "X-Twilio-Email-Event-Webhook-Signature": signature,
+        "X-Twilio-Email-Event-Webhook-Timestamp": timestamp,
+        "Content-Type": "application/json",
+    }
+    async with httpx.AsyncClient() as sendgrid:
+        unsigned = await sendgrid.post(config["urls"]["events"], content=body)
+        tampered = await sendgrid.post(
+            config["urls"]["events"], content=body.replace(b"open", b"click"), headers=signed
+        )
+        accepted = await sendgrid.post(config["urls"]["events"], content=body, headers=signed)
+    assert unsigned.status_code == 401 and tampered.status_code == 401
+    assert accepted.json() == {"success": True, "accepted": 1}
+    assert [e["event"] for e in await published(stack, tenant)] == ["Message Opened"]

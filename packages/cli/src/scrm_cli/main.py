@@ -158,6 +158,7 @@ def callbacks_set(
     token: Annotated[str | None, typer.Option(help="wecom/wechat-oa: Token (generated when omitted)")] = None,
     encoding_aes_key: Annotated[str | None, typer.Option(help="wecom/wechat-oa: EncodingAESKey (generated)")] = None,
     secret: Annotated[str | None, typer.Option(help="generic: HMAC secret (generated when omitted)")] = None,
+    verification_key: Annotated[str | None, typer.Option(help="sendgrid: Signed Event Webhook key")] = None,
 ) -> None:
     """Configure a provider's callbacks for a tenant; prints the callback URL(s) and the secrets once (JSON)."""
     from scrm_ingest.adapters.callback_store import CallbackConfigStore
@@ -168,7 +169,9 @@ def callbacks_set(
         raise typer.Exit(2)
     values = {"corp_id": corp_id, "appid": appid, "token": token, "encoding_aes_key": encoding_aes_key}
     try:
-        configured = configure(tenant_id, Provider(provider), secret=secret, **values)
+        configured = configure(
+            tenant_id, Provider(provider), secret=secret, verification_key=verification_key, **values
+        )
     except ConfigError as exc:
         console.print(f"[red]{exc.field}: {exc.message}[/red]")
         raise typer.Exit(2) from exc

@@ -35,6 +35,8 @@ def test_wecom_generates_a_valid_token_and_key_when_omitted() -> None:
         (Provider.WECOM, {"corp_id": "ww1", "encoding_aes_key": "short"}, "encoding_aes_key"),
         (Provider.WECOM, {"corp_id": "ww1", "token": "has space"}, "token"),
         (Provider.GENERIC, {"secret": "short"}, "secret"),
+        (Provider.SENDGRID, {"verification_key": "not a key"}, "verification_key"),
+        (Provider.ALIYUN_SMS, {"verification_key": "MFkw"}, "verification_key"),
     ],
 )
 def test_bad_configuration_names_the_field(provider: Provider, values: dict[str, str], field: str) -> None:

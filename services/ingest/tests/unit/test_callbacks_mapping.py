@@ -192,3 +192,25 @@ def test_generic_receipts_name_the_customer_by_any_channel_id() -> None:
     assert opened.user_id == "u-9"
     assert opened.anonymous_id is None
     assert [e.field for e in mapped.errors] == ["[3].event", "[4].user_id", "[5].properties.channel"]
+
+
+def test_sendgrid_signed_webhook_is_verified_with_the_tenants_key() -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from scrm_ingest.domain.callbacks_email import SendGridSignatureError, verify_sendgrid_signature
+
+    private = ec.generate_private_key(ec.SECP256R1())
+    public = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    key = base64.b64encode(public).decode()
+    body, timestamp = b'[{"event":"open"}]', "1764576000"
+    signature = base64.b64encode(private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))).decode()
+    verify_sendgrid_signature(key, signature, timestamp, body)
+    with pytest.raises(SendGridSignatureError, match="does not match"):
+        verify_sendgrid_signature(key, signature, timestamp, body + b" ")
+    with pytest.raises(SendGridSignatureError, match="missing"):
+        verify_sendgrid_signature(key, None, timestamp, body)

@@ -27,12 +27,13 @@ class CallbackConfigRow(Base):
     token: Mapped[str | None] = mapped_column(Text)
     encoding_aes_key: Mapped[str | None] = mapped_column(Text)
     receive_id: Mapped[str | None] = mapped_column(Text)
+    verification_key: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
 metadata = Base.metadata
-_FIELDS = ("url_secret_sha256", "signing_secret", "token", "encoding_aes_key", "receive_id")
+_FIELDS = ("url_secret_sha256", "signing_secret", "token", "encoding_aes_key", "receive_id", "verification_key")
 
 
 class CallbackConfigStore:

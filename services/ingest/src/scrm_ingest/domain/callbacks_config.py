@@ -12,6 +12,7 @@ import string
 from dataclasses import dataclass
 from enum import StrEnum
 
+from scrm_ingest.domain.callbacks_email import load_verification_key
 from scrm_ingest.domain.callbacks_wecom_crypto import decode_aes_key
 
 
@@ -46,6 +47,7 @@ class CallbackConfig:
     token: str | None = None
     encoding_aes_key: str | None = None
     receive_id: str | None = None
+    verification_key: str | None = None
 
     def url_secret_matches(self, given: str) -> bool:
         if not self.url_secret_sha256:
@@ -103,6 +105,7 @@ def configure(
     token: str | None = None,
     encoding_aes_key: str | None = None,
     secret: str | None = None,
+    verification_key: str | None = None,
 ) -> Configured:
     """A fresh configuration (a new URL or signing secret each time: configuring again rotates it)."""
     if provider == Provider.WECOM:
@@ -114,8 +117,17 @@ def configure(
             raise ConfigError("secret", "must be at least 16 characters")
         secret = secret or f"whsec_{secrets.token_urlsafe(24)}"
         return Configured(CallbackConfig(tenant_id, provider, signing_secret=secret), None, {"secret": secret})
+    if verification_key is not None and provider == Provider.SENDGRID:
+        try:
+            load_verification_key(verification_key)
+        except ValueError as exc:
+            raise ConfigError("verification_key", str(exc)) from exc
+    elif verification_key is not None:
+        raise ConfigError("verification_key", f"only SendGrid signs with a verification key, not {provider.value}")
     url_secret = f"cbs_{secrets.token_urlsafe(24)}"
-    config = CallbackConfig(tenant_id, provider, url_secret_sha256=secret_digest(url_secret))
+    config = CallbackConfig(
+        tenant_id, provider, url_secret_sha256=secret_digest(url_secret), verification_key=verification_key
+    )
     return Configured(config, url_secret, {"url_secret": url_secret})
 
 

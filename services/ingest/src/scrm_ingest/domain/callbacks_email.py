@@ -7,7 +7,14 @@ key travels as the custom arg ``touch_key`` (SendGrid puts custom args at the to
 ``provider_message_id`` is the ``X-Message-Id`` the send API answered (``sg_message_id`` up to its first dot).
 """
 
+import base64
+import binascii
 from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 from scrm_contracts import TrackedEvent
 from scrm_contracts.semantic import SemanticEvent
@@ -24,6 +31,37 @@ from scrm_ingest.domain.callbacks_common import (
     required_text,
     short_hash,
 )
+
+SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
+TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+class SendGridSignatureError(Exception):
+    """The event webhook request is not signed with the tenant's SendGrid key."""
+
+
+def load_verification_key(key: str) -> ec.EllipticCurvePublicKey:
+    """SendGrid's verification key as shown in its console: base64 DER of an ECDSA public key."""
+    try:
+        loaded = load_der_public_key(base64.b64decode(key.strip(), validate=True))
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError("is not a base64 DER public key (copy SendGrid's verification key)") from exc
+    if not isinstance(loaded, ec.EllipticCurvePublicKey):
+        raise ValueError("is not an ECDSA public key")
+    return loaded
+
+
+def verify_sendgrid_signature(key: str, signature: str | None, timestamp: str | None, body: bytes) -> None:
+    """SendGrid's signed event webhook: ECDSA (SHA-256) over the timestamp header followed by the raw body."""
+    if not signature or not timestamp:
+        raise SendGridSignatureError(f"missing {SIGNATURE_HEADER} or {TIMESTAMP_HEADER} header")
+    try:
+        load_verification_key(key).verify(
+            base64.b64decode(signature, validate=True), timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
+        )
+    except (binascii.Error, ValueError, InvalidSignature) as exc:
+        raise SendGridSignatureError("SendGrid signature does not match the body") from exc
+
 
 OUTCOMES = {
     "delivered": SemanticEvent.MESSAGE_DELIVERED,

@@ -51,6 +51,9 @@ class CallbackConfigIn(BaseModel):
     token: str | None = Field(default=None, description="wecom: the callback Token (generated when omitted)")
     encoding_aes_key: str | None = Field(default=None, description="wecom: 43-character EncodingAESKey (generated)")
     secret: str | None = Field(default=None, description="generic: HMAC signing secret, >= 16 chars (generated)")
+    verification_key: str | None = Field(
+        default=None, description="sendgrid: the Signed Event Webhook's verification key; then signatures are required"
+    )
 
 
 class CallbackConfigOut(BaseModel):
@@ -119,7 +122,12 @@ async def get_callback(
     config = await handler.current(tenant.tenant_id, provider)
     if config is None:
         raise NotFound(f"no {provider.value} callback configured")
-    secrets = {"token": config.token, "encoding_aes_key": config.encoding_aes_key, "secret": config.signing_secret}
+    secrets = {
+        "token": config.token,
+        "encoding_aes_key": config.encoding_aes_key,
+        "secret": config.signing_secret,
+        "verification_key": config.verification_key,
+    }
     shown = {k: mask(v) or "" for k, v in secrets.items() if v}
     if config.url_secret_sha256:
         shown["url_secret"] = "cbs_…"
@@ -210,9 +218,12 @@ async def generic_callback(
 async def sendgrid_callback(
     tenant_id: TenantPath, url_secret: str, handler: HandlerDep, request: Request
 ) -> CallbackAnswer:
-    """SendGrid's event webhook (delivered, open, click, bounce, dropped, spamreport, unsubscribe)."""
+    """SendGrid's event webhook (delivered, open, click, bounce, dropped, spamreport, unsubscribe); signed when
+    the tenant configured a verification key."""
     raw = await _body(request)
-    mapped = await handler.receive_with_url_secret(tenant_id, Provider.SENDGRID, url_secret, "events", raw)
+    mapped = await handler.receive_with_url_secret(
+        tenant_id, Provider.SENDGRID, url_secret, "events", raw, request.headers
+    )
     return CallbackAnswer(success=True, accepted=len(mapped.events), errors=_errors(mapped))
 
 

@@ -6,13 +6,13 @@ for Kafka's acks) and the bad ones are reported by index and field.
 """
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
-from scrm_ingest.adapters.callback_store import CallbackConfigStore
+from scrm_contracts import TrackedEvent
 from scrm_ingest.domain.callbacks_common import CallbackContext, ItemError, MappedCallback
 from scrm_ingest.domain.callbacks_config import (
     CallbackConfig,
@@ -21,7 +21,13 @@ from scrm_ingest.domain.callbacks_config import (
     Provider,
     configure,
 )
-from scrm_ingest.domain.callbacks_email import map_sendgrid_events
+from scrm_ingest.domain.callbacks_email import (
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    SendGridSignatureError,
+    map_sendgrid_events,
+    verify_sendgrid_signature,
+)
 from scrm_ingest.domain.callbacks_generic import SignatureError, map_generic_receipts, verify_signature
 from scrm_ingest.domain.callbacks_sms import (
     map_aliyun_replies,
@@ -33,7 +39,6 @@ from scrm_ingest.domain.callbacks_sms import (
 from scrm_ingest.domain.callbacks_wechat_oa import map_official_account_message
 from scrm_ingest.domain.callbacks_wecom import envelope_ciphertext, map_wecom_message
 from scrm_ingest.domain.callbacks_wecom_crypto import CryptoError, WeComCrypto
-from scrm_ingest.service.publish import EventPublisher
 from scrm_ingest.settings import Settings
 from scrm_kit.clock import Clock
 from scrm_kit.errors import InvalidInput
@@ -59,10 +64,24 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from exc
 
 
+class ConfigStore(Protocol):
+    """Where callback configuration is kept (``adapters.callback_store.CallbackConfigStore``)."""
+
+    async def load(self, tenant_id: str, provider: str) -> CallbackConfig | None: ...
+
+    async def save(self, config: CallbackConfig) -> None: ...
+
+
+class Publisher(Protocol):
+    """Publishes events and returns once Kafka acknowledged them (``service.publish.EventPublisher``)."""
+
+    async def publish(self, events: Sequence[TrackedEvent]) -> None: ...
+
+
 class CallbackHandler:
     """One request's view of callback configuration, mapping and publishing."""
 
-    def __init__(self, store: CallbackConfigStore, publisher: EventPublisher, settings: Settings, clock: Clock) -> None:
+    def __init__(self, store: ConfigStore, publisher: Publisher, settings: Settings, clock: Clock) -> None:
         self._store = store
         self._publisher = publisher
         self._settings = settings
@@ -97,15 +116,30 @@ class CallbackHandler:
         )
 
     async def receive_with_url_secret(
-        self, tenant_id: str, provider: Provider, url_secret: str, kind: str, raw: bytes
+        self,
+        tenant_id: str,
+        provider: Provider,
+        url_secret: str,
+        kind: str,
+        raw: bytes,
+        headers: Mapping[str, str] | None = None,
     ) -> MappedCallback:
-        """Aliyun / Tencent SMS push and SendGrid: the secret in the URL is the credential."""
+        """Aliyun / Tencent SMS push and SendGrid: the secret in the URL is the credential (plus SendGrid's
+        ECDSA signature when the tenant configured its verification key)."""
         mapper = URL_SECRET_MAPPERS.get((provider, kind))
         if mapper is None:
             raise InvalidInput(f"unknown callback kind {kind!r} for {provider.value}", field="kind")
         config = await self._store.load(tenant_id, provider.value)
         if config is None or not config.url_secret_matches(url_secret):
             raise Unauthorized(NOT_CONFIGURED)
+        if config.verification_key:
+            headers = headers or {}
+            try:
+                verify_sendgrid_signature(
+                    config.verification_key, headers.get(SIGNATURE_HEADER), headers.get(TIMESTAMP_HEADER), raw
+                )
+            except SendGridSignatureError as exc:
+                raise Unauthorized(str(exc)) from exc
         return await self._map_and_publish(mapper, parse_json(raw), self._context(tenant_id, provider))
 
     async def receive_generic(self, tenant_id: str, signature: str | None, raw: bytes) -> MappedCallback:
