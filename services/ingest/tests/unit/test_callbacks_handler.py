@@ -83,3 +83,16 @@ async def test_an_all_bad_body_is_rejected_naming_the_first_bad_field(
         await handler.receive_with_url_secret("t1", Provider.ALIYUN_SMS, secret, "report", b"{")
     assert error.value.field == "body"
     assert publisher.published == []
+
+
+async def test_unsubscribe_keywords_are_configurable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCRM_SMS_UNSUBSCRIBE_KEYWORDS", "STOP, 退订")
+    publisher = MemoryPublisher()
+    handler = CallbackHandler(MemoryStore(), publisher, Settings(), FixedClock(NOW))
+    secret = (await handler.configure("t1", Provider.ALIYUN_SMS)).url_secret or ""
+    replies = [
+        {"phone_number": "13800138000", "content": "stop", "sequence_id": 1},
+        {"phone_number": "13800138000", "content": "TD", "sequence_id": 2},
+    ]
+    await handler.receive_with_url_secret("t1", Provider.ALIYUN_SMS, secret, "reply", orjson.dumps(replies))
+    assert [e.event for e in publisher.published] == ["SMS Unsubscribed", "Message Replied"]
