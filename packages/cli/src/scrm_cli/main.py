@@ -23,10 +23,12 @@ tenant_app = typer.Typer(help="Tenants and their credentials.", no_args_is_help=
 db_app = typer.Typer(help="Database migrations.", no_args_is_help=True)
 topics_app = typer.Typer(help="Kafka topics.", no_args_is_help=True)
 channels_app = typer.Typer(help="Notify channel configuration.", no_args_is_help=True)
+callbacks_app = typer.Typer(help="Channel provider callbacks into ingest.", no_args_is_help=True)
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(db_app, name="db")
 app.add_typer(topics_app, name="topics")
 app.add_typer(channels_app, name="channels")
+app.add_typer(callbacks_app, name="callbacks")
 app.add_typer(clv_app, name="clv")
 app.add_typer(import_app, name="import")
 console = Console(stderr=True)
@@ -35,6 +37,7 @@ SERVICES = ("ingest", "profile", "journey", "notify")
 
 
 def _migration_dirs() -> list[tuple[str, Path]]:
+    import scrm_ingest
     import scrm_journey
     import scrm_kit
     import scrm_notify
@@ -48,12 +51,13 @@ def _migration_dirs() -> list[tuple[str, Path]]:
         ("profile", root(scrm_profile)),
         ("journey", root(scrm_journey)),
         ("notify", root(scrm_notify)),
+        ("ingest", root(scrm_ingest)),
     ]
 
 
 @db_app.command("upgrade")
 def db_upgrade(
-    only: Annotated[str | None, typer.Option(help="Migrate one schema: tenancy, profile, journey or notify")] = None,
+    only: Annotated[str | None, typer.Option(help="Migrate one schema (tenancy, profile, ...)")] = None,
 ) -> None:
     """Apply every schema's migrations up to head (idempotent)."""
     from scrm_kit.migrate import upgrade
@@ -169,6 +173,48 @@ def channels_webhook(
 
     configured_url, configured_secret = asyncio.run(configure())
     print(json.dumps({"channel": "webhook", "url": configured_url, "secret": configured_secret}))
+
+
+@callbacks_app.command("set")
+def callbacks_set(
+    provider: Annotated[str, typer.Argument(help="wecom, wechat-oa, aliyun-sms, tencent-sms, sendgrid or generic")],
+    tenant_id: Annotated[str, typer.Option(help="Tenant to configure")],
+    public_url: Annotated[str, typer.Option(envvar="SCRM_CALLBACK_PUBLIC_URL", help="Base URL of ingest")] = (
+        "http://127.0.0.1:8001"
+    ),
+    corp_id: Annotated[str | None, typer.Option(help="wecom: corp id")] = None,
+    appid: Annotated[str | None, typer.Option(help="wechat-oa: appid")] = None,
+    token: Annotated[str | None, typer.Option(help="wecom/wechat-oa: Token (generated when omitted)")] = None,
+    encoding_aes_key: Annotated[str | None, typer.Option(help="wecom/wechat-oa: EncodingAESKey (generated)")] = None,
+    secret: Annotated[str | None, typer.Option(help="generic: HMAC secret (generated when omitted)")] = None,
+    verification_key: Annotated[str | None, typer.Option(help="sendgrid: Signed Event Webhook key")] = None,
+) -> None:
+    """Configure a provider's callbacks for a tenant; prints the callback URL(s) and the secrets once (JSON)."""
+    from scrm_ingest.adapters.callback_store import CallbackConfigStore
+    from scrm_ingest.domain.callbacks_config import ConfigError, Provider, callback_urls, configure
+
+    if provider not in {p.value for p in Provider}:
+        console.print(f"[red]provider: must be one of {', '.join(p.value for p in Provider)}[/red]")
+        raise typer.Exit(2)
+    values = {"corp_id": corp_id, "appid": appid, "token": token, "encoding_aes_key": encoding_aes_key}
+    try:
+        configured = configure(
+            tenant_id, Provider(provider), secret=secret, verification_key=verification_key, **values
+        )
+    except ConfigError as exc:
+        console.print(f"[red]{exc.field}: {exc.message}[/red]")
+        raise typer.Exit(2) from exc
+
+    async def save() -> None:
+        engine = build_engine(ServiceSettings().db)
+        try:
+            await CallbackConfigStore(build_sessionmaker(engine)).save(configured.config)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(save())
+    urls = callback_urls(public_url, tenant_id, Provider(provider), configured.url_secret)
+    print(json.dumps({"provider": provider, "urls": urls, "secrets": configured.shown}, ensure_ascii=False))
 
 
 @app.command("serve")

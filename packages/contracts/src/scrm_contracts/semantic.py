@@ -35,6 +35,7 @@ class SemanticEvent(StrEnum):
     MESSAGE_OPENED = "Message Opened"
     MESSAGE_CLICKED = "Message Clicked"
     MESSAGE_REPLIED = "Message Replied"
+    MESSAGE_FAILED = "Message Failed"
     TAGS_CHANGED = "Tags Changed"
 
 
@@ -175,6 +176,13 @@ class MessageOutcomeProperties(_Props):
     content: str | None = Field(default=None, max_length=2000)
 
 
+class MessageFailedProperties(MessageOutcomeProperties):
+    """A provider's receipt saying a message we sent did not reach the customer (bounce, rejected, undelivered)."""
+
+    error_code: str | None = Field(default=None, max_length=200, description="The provider's status or error code")
+    error_message: str | None = Field(default=None, max_length=2000)
+
+
 class TagsChangedProperties(_Props):
     """Add or remove the customer's tags: posted by a shop, or published by a journey's tag node."""
 
@@ -209,6 +217,7 @@ TRACK_PROPERTIES: dict[str, type[BaseModel]] = {
     SemanticEvent.MESSAGE_OPENED: MessageOutcomeProperties,
     SemanticEvent.MESSAGE_CLICKED: MessageOutcomeProperties,
     SemanticEvent.MESSAGE_REPLIED: MessageOutcomeProperties,
+    SemanticEvent.MESSAGE_FAILED: MessageFailedProperties,
     SemanticEvent.TAGS_CHANGED: TagsChangedProperties,
 }
 """Properties model of each known track event; an event not listed here is a custom event."""

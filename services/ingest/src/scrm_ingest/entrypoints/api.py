@@ -23,6 +23,7 @@ from scrm_contracts import TrackedEvent
 from scrm_ingest.bootstrap import build_runtime
 from scrm_ingest.domain.rate_limit import TenantRateLimiter
 from scrm_ingest.domain.segment import MessageError, MessageType, SegmentMessage, to_event
+from scrm_ingest.entrypoints.api_callbacks import router as callbacks_router
 from scrm_ingest.service.publish import EventPublisher
 from scrm_ingest.settings import Settings
 from scrm_kit.errors import InvalidInput, RateLimited
@@ -226,7 +227,7 @@ def app() -> FastAPI:
         application.state.publisher = publisher
         return runtime
 
-    application = create_app(runtime_factory, title="SCRM ingest", routers=[router])
+    application = create_app(runtime_factory, title="SCRM ingest", routers=[router, callbacks_router])
     application.state.settings = settings
     application.state.limiter = TenantRateLimiter(
         settings.rate_limit_events_per_second, settings.rate_limit_burst_seconds, time.monotonic
