@@ -167,3 +167,12 @@ def test_a_timer_for_a_node_no_longer_waiting_changes_nothing() -> None:
     Runner(definition, instance, facts(), T0).start()
     assert instance.state == "completed"
     assert Runner(definition, instance, facts(), T0).resume(TimerFired()).transitions == []
+
+
+def test_the_goal_counts_within_its_window_after_the_path_ended() -> None:
+    nodes = {"a": {"type": "send_touch", "channels": ["sms"], "template_id": "t"}}
+    goal = {"event": "Order Completed", "within_days": 7}
+    in_time = run(nodes, goal=goal, events=[ScriptedEvent(T0 + timedelta(days=6), "Order Completed")])
+    assert in_time.state == "completed" and in_time.goal_at == T0 + timedelta(days=6)
+    too_late = run(nodes, goal=goal, events=[ScriptedEvent(T0 + timedelta(days=8), "Order Completed")])
+    assert too_late.goal_at is None

@@ -35,9 +35,10 @@ class Duration(_Model):
     days: int = Field(default=0, ge=0, le=3650)
     hours: int = Field(default=0, ge=0, le=100_000)
     minutes: int = Field(default=0, ge=0, le=1_000_000)
+    seconds: int = Field(default=0, ge=0, le=10_000_000)
 
     def delta(self) -> timedelta:
-        return timedelta(days=self.days, hours=self.hours, minutes=self.minutes)
+        return timedelta(days=self.days, hours=self.hours, minutes=self.minutes, seconds=self.seconds)
 
 
 class EventMatch(_Model):
@@ -295,3 +296,16 @@ class JourneyDefinition(_Model):
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"unknown IANA time zone {value!r}") from exc
         return value
+
+
+def walk_order(definition: JourneyDefinition) -> list[str]:
+    """Node ids breadth-first from the start (the order people read a journey in), then any others."""
+    order: list[str] = []
+    queue = [definition.start]
+    while queue:
+        node_id = queue.pop(0)
+        if node_id in order or node_id not in definition.nodes:
+            continue
+        order.append(node_id)
+        queue += [t for t in successors(definition.nodes[node_id]) if t is not None]
+    return order + [n for n in definition.nodes if n not in order]

@@ -86,6 +86,9 @@ def simulate(
         step = runner.resume(signal)
         if step.transitions:
             wake = _record(result, step, now)
+    for now, signal in inputs:  # after the path ended, the goal still counts within its window
+        if instance.state == "completed" and isinstance(signal, EventSeen):
+            _goal_or_exit(definition, instance, signal, now, result, Runner(definition, instance, facts, now))
     result.state, result.holdout, result.goal_at = instance.state, instance.holdout, instance.goal_at
     return result
 
@@ -101,10 +104,10 @@ def _goal_or_exit(
     verdict = goal_or_exit(definition, instance, signal.event, signal.properties)
     if verdict == "goal" and within_goal_window(definition, instance, now):
         instance.goal_at = now
-        if definition.goal is not None and definition.goal.exit_on_goal:
+        if definition.goal is not None and definition.goal.exit_on_goal and instance.state == "waiting":
             _record(result, runner.finish("converted", "goal reached"), now)
             return True
-    if verdict == "exit":
+    if verdict == "exit" and instance.state == "waiting":
         _record(result, runner.finish("exited", f"exit on {signal.event}"), now)
         return True
     return False

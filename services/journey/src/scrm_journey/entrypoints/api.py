@@ -6,6 +6,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body, FastAPI, Query, Request
 
 from scrm_journey.bootstrap import build_runtime
+from scrm_journey.domain.definition import walk_order
 from scrm_journey.domain.playbooks import PLAYBOOKS
 from scrm_journey.domain.simulate import ScriptedEvent, ScriptedTaskOutcome, simulate
 from scrm_journey.domain.validation import DefinitionError, load_document, parse_definition
@@ -170,8 +171,10 @@ async def stats(journey_id: str, tenant: TenantDep, session: SessionDep) -> Stat
     definition = definition or parse_definition(view.draft)
     found = await journey_stats(session, tenant.tenant_id, journey_id)
     nodes = [
-        NodeCount(node_id=n, type=node.type, current=found.current.get(n, 0), passed=found.passed.get(n, 0))
-        for n, node in definition.nodes.items()
+        NodeCount(
+            node_id=n, type=definition.nodes[n].type, current=found.current.get(n, 0), passed=found.passed.get(n, 0)
+        )
+        for n in walk_order(definition)
     ]
     overall = GroupOut(
         entered=found.entered,

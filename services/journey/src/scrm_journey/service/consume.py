@@ -118,6 +118,8 @@ class ChangeHandler:
             if verdict == "exit" or instance.state not in ("waiting",):
                 continue
             await engine.resume(instance, EventSeen(change.event, change.properties), facts)
+        for instance in await engine.finished_without_goal(change.tenant_id, change.customer_id):
+            await engine.on_event(instance, change.event, change.properties, change.occurred_at)
 
     async def triggers(self, change: ProfileChange) -> None:
         engine = self.engine

@@ -96,6 +96,21 @@ class JourneyEngine:
         )
         return [instance_of(row) for row in result]
 
+    async def finished_without_goal(self, tenant_id: str, customer_id: str) -> list[Instance]:
+        """Completed instances that may still convert (a goal counts within its window after the path ended)."""
+        result = await self.session.execute(
+            select(instances)
+            .where(
+                instances.c.tenant_id == tenant_id,
+                instances.c.customer_id == customer_id,
+                instances.c.state == "completed",
+                instances.c.goal_at.is_(None),
+            )
+            .order_by(instances.c.instance_id)
+            .with_for_update()
+        )
+        return [instance_of(row) for row in result]
+
     async def resume(self, instance: Instance, signal: Signal, facts: dict[str, Any]) -> bool:
         """Move a waiting instance on; False when the signal does not concern the node it waits at."""
         defn = await definition(self.session, instance.tenant_id, instance.journey_id, instance.journey_version)
@@ -116,12 +131,12 @@ class JourneyEngine:
         if verdict == "goal" and within_goal_window(defn, instance, at):
             instance.goal_at = at
             assert defn.goal is not None
-            if defn.goal.exit_on_goal:
+            if defn.goal.exit_on_goal and instance.state in RUNNING:
                 self.writes.record(instance, Runner(defn, instance, {}, self.now).finish("converted", "goal reached"))
             else:
                 self.writes.changed[instance.instance_id] = changed_row(instance, self.now)
             return "goal"
-        if verdict == "exit":
+        if verdict == "exit" and instance.state in RUNNING:
             self.writes.record(instance, Runner(defn, instance, {}, self.now).finish("exited", f"exit on {event}"))
             return "exit"
         return None
