@@ -123,6 +123,15 @@ class JourneyHarness:
         return await read_topic(self.kafka, topic, self.tenant_id)
 
 
+def _json(value: bytes | None) -> dict[str, Any]:
+    """A record's JSON object; anything else (another test's poison record) reads as empty."""
+    try:
+        found = orjson.loads(value or b"")
+    except orjson.JSONDecodeError:
+        return {}
+    return found if isinstance(found, dict) else {}
+
+
 async def read_topic(bootstrap: str, topic: str, tenant_id: str) -> list[dict[str, Any]]:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, isolation_level="read_committed")
     await consumer.start()
@@ -138,9 +147,7 @@ async def read_topic(bootstrap: str, topic: str, tenant_id: str) -> list[dict[st
         found: list[dict[str, Any]] = []
         while [tp for tp in tps if await consumer.position(tp) < ends[tp]]:
             for records in (await consumer.getmany(timeout_ms=500)).values():
-                found += [
-                    v for v in (orjson.loads(r.value) for r in records if r.value) if v.get("tenant_id") == tenant_id
-                ]
+                found += [v for v in (_json(r.value) for r in records) if v.get("tenant_id") == tenant_id]
         return found
     finally:
         await consumer.stop()

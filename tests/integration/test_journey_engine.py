@@ -215,7 +215,7 @@ async def test_goal_exit_and_holdout_counted_in_stats(journey: JourneyHarness) -
         stats = await journey_stats(session, journey.tenant_id, journey_id)
     assert (stats.treatment.entered, stats.treatment.converted) == (len(touched), 10)
     assert (stats.holdout.entered, stats.holdout.converted) == (len(held), 2)
-    assert stats.uplift == round(10 / len(touched) - 2 / len(held), 4)
+    assert stats.uplift == pytest.approx(10 / len(touched) - 2 / len(held), abs=2e-4)
     assert stats.states == {"converted": 12, "exited": 1, "waiting": 47}
     assert stats.current == {"wait": 47} and stats.passed["offer"] == 60
 
@@ -300,3 +300,27 @@ async def test_default_welcome_runs_without_setup(journey: JourneyHarness) -> No
         ["webhook"],
         "transactional",
     )
+
+
+async def test_a_completed_instance_still_converts_within_the_goal_window(journey: JourneyHarness) -> None:
+    from scrm_journey.service.queries import journey_stats
+
+    nodes = {"hi": {"type": "send_touch", "channels": ["sms"], "template_id": "hi"}}
+    journey_id = await journey.publish(definition(nodes, goal={"event": "Order Completed", "within_days": 3}))
+    await journey.feed(journey.tracked("soon", "Joined Club"), journey.tracked("late", "Joined Club"))
+    journey.clock.advance(2 * DAY)
+    await journey.feed(journey.tracked("soon", "Order Completed"))
+    journey.clock.advance(2 * DAY)
+    await journey.feed(journey.tracked("late", "Order Completed"))
+    async with journey.sessions() as session:
+        stats = await journey_stats(session, journey.tenant_id, journey_id)
+    assert (stats.treatment.entered, stats.treatment.converted, stats.states) == (2, 1, {"completed": 2})
+
+
+async def test_one_batch_enters_once_and_sees_its_own_entries(journey: JourneyHarness) -> None:
+    nodes = {"wait": {"type": "wait", "duration": {"days": 1}, "next": None}}
+    await journey.publish(definition(nodes, goal={"event": "Order Completed"}))
+    joined = journey.tracked("c", "Joined Club")
+    await journey.feed(joined, journey.tracked("c", "Joined Club"), joined, journey.tracked("c", "Order Completed"))
+    [(instance, moves)] = await journey.instances("c")
+    assert instance.state == "converted" and moves[-1] == "wait:goal reached"

@@ -4,7 +4,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, delete, update
+import orjson
+from sqlalchemy import delete, text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -41,6 +42,15 @@ def changed_row(instance: Instance, now: datetime) -> dict[str, Any]:
         "goal_at": instance.goal_at,
         "updated_at": now,
     }
+
+
+_UPDATE = text(
+    "UPDATE journey.instances AS i SET state = u.state, current_node = u.current_node, holdout = u.holdout, "
+    "context = CAST(u.context AS jsonb), goal_at = u.goal_at, updated_at = :now "
+    "FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:nodes AS text[]), "
+    "CAST(:holdouts AS boolean[]), CAST(:contexts AS text[]), CAST(:goals AS timestamptz[])) "
+    "AS u(instance_id, state, current_node, holdout, context, goal_at) WHERE i.instance_id = u.instance_id"
+)
 
 
 def step_timer_id(instance_id: str) -> str:
@@ -169,15 +179,19 @@ class Writes:
         if self.created:
             await session.execute(insert(instances), self.created)
         if self.changed:
-            stmt = (
-                update(instances)
-                .where(instances.c.instance_id == bindparam("b_id"))
-                .values(
-                    {c: bindparam(c) for c in ("state", "current_node", "holdout", "context", "goal_at", "updated_at")}
-                )
+            rows = list(self.changed.values())
+            await session.execute(
+                _UPDATE,
+                {
+                    "ids": [r["b_id"] for r in rows],
+                    "states": [r["state"] for r in rows],
+                    "nodes": [r["current_node"] for r in rows],
+                    "holdouts": [r["holdout"] for r in rows],
+                    "contexts": [orjson.dumps(r["context"]).decode() for r in rows],
+                    "goals": [r["goal_at"] for r in rows],
+                    "now": self.now,
+                },
             )
-            conn = await session.connection()
-            await conn.execute(stmt, list(self.changed.values()))
         if self.moves:
             await session.execute(insert(transitions), self.moves)
         if self.timers_cleared:

@@ -5,7 +5,6 @@ from collections.abc import Sequence
 from typing import TypeAlias
 
 from pydantic import ValidationError
-from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,12 +19,11 @@ from scrm_contracts import (
     parse_profile_change,
 )
 from scrm_journey.adapters.definitions import LiveJourney, live_journeys
-from scrm_journey.adapters.orm import inbox, instances
-from scrm_journey.adapters.writes import instance_of
+from scrm_journey.adapters.orm import inbox
 from scrm_journey.domain.engine import EventSeen, TaskOutcome
 from scrm_journey.domain.triggers import matches, overlay
 from scrm_journey.service.customers import apply_snapshots, erase, merge, schedule_entries
-from scrm_journey.service.engine import JourneyEngine
+from scrm_journey.service.engine import JourneyEngine, by_tenant
 from scrm_kit.clock import Clock
 from scrm_kit.errors import InvalidInput, RetryableError
 from scrm_kit.kafka import Record
@@ -95,6 +93,7 @@ class ChangeHandler:
             facts = update_.snapshot.model_dump(mode="json")
             live = await self.live(update_.tenant_id)
             schedule_entries(self.engine, update_.tenant_id, update_.customer_id, facts, live)
+        await self.preload(messages)
         for message in messages:
             if isinstance(message, TouchResult):
                 await self.task_outcome(message)
@@ -106,19 +105,26 @@ class ChangeHandler:
                 if isinstance(message, EventTracked):
                     await self.event(message)
                 await self.triggers(message)
-            # Each message sees what the previous ones wrote (entries, re-entry history, instance states).
-            await self.engine.flush()
+        await self.engine.flush()
+
+    async def preload(self, messages: Sequence[Message]) -> None:
+        """One query each for the batch's snapshots, open instances and entry history, per tenant."""
+        customers = {(m.tenant_id, m.customer_id) for m in messages if not isinstance(m, CustomerUpdated)}
+        for tenant_id, customer_ids in by_tenant(customers).items():
+            await self.engine.load_facts(tenant_id, customer_ids)
+            await self.engine.load_customers(tenant_id, customer_ids)
 
     async def event(self, change: EventTracked) -> None:
         """Goals, exit rules and wait-for-event nodes of the customer's running instances."""
         engine = self.engine
         facts = await engine.facts(change.tenant_id, change.customer_id)
-        for instance in await engine.running(change.tenant_id, [change.customer_id]):
+        finished = await engine.finished_without_goal(change.tenant_id, change.customer_id)
+        for instance in await engine.running(change.tenant_id, change.customer_id):
             verdict = await engine.on_event(instance, change.event, change.properties, change.occurred_at)
             if verdict == "exit" or instance.state not in ("waiting",):
                 continue
             await engine.resume(instance, EventSeen(change.event, change.properties), facts)
-        for instance in await engine.finished_without_goal(change.tenant_id, change.customer_id):
+        for instance in finished:
             await engine.on_event(instance, change.event, change.properties, change.occurred_at)
 
     async def triggers(self, change: ProfileChange) -> None:
@@ -133,15 +139,9 @@ class ChangeHandler:
         if result.status not in ("completed", "expired") or result.touch_key.count(":") < 2:
             return
         instance_id = result.touch_key.rsplit(":", 2)[0]
-        row = (
-            await self.engine.session.execute(
-                select(instances)
-                .where(instances.c.instance_id == instance_id, instances.c.tenant_id == result.tenant_id)
-                .with_for_update()
-            )
-        ).first()
-        if row is None or row.state != "waiting":
+        running = await self.engine.running(result.tenant_id, result.customer_id)
+        instance = next((i for i in running if i.instance_id == instance_id and i.state == "waiting"), None)
+        if instance is None:
             return
-        instance = instance_of(row)
         facts = await self.engine.facts(instance.tenant_id, instance.customer_id)
         await self.engine.resume(instance, TaskOutcome(result.touch_key, result.status.value), facts)

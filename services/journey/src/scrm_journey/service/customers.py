@@ -46,8 +46,8 @@ async def apply_snapshots(engine: JourneyEngine, updates: list[CustomerUpdated])
         for u in newest.values()
     ]
     applied = {(r.tenant_id, r.customer_id) for r in await engine.session.execute(stmt, rows)}
-    for key in applied:
-        engine.forget_facts(*key)
+    for tenant_id, customer_id in applied:
+        engine.forget_facts(tenant_id, customer_id)
     return [u for k, u in newest.items() if k in applied]
 
 
@@ -77,13 +77,16 @@ async def merge(engine: JourneyEngine, change: CustomersMerged) -> None:
     if not losers:
         return
     tenant = change.tenant_id
-    survivor_running = {i.journey_id for i in await engine.running(tenant, [change.customer_id])}
-    for instance in await engine.running(tenant, losers):
-        if instance.journey_id in survivor_running:
-            engine.end(instance, "exited", f"merged into {change.customer_id}")
-        else:
-            survivor_running.add(instance.journey_id)
+    survivor_running = {i.journey_id for i in await engine.running(tenant, change.customer_id)}
+    for loser in losers:
+        for instance in await engine.running(tenant, loser):
+            if instance.journey_id in survivor_running:
+                engine.end(instance, "exited", f"merged into {change.customer_id}")
+            else:
+                survivor_running.add(instance.journey_id)
     await engine.flush()
+    for customer_id in [change.customer_id, *losers]:
+        engine.forget(tenant, customer_id)
     await engine.session.execute(
         update(instances)
         .where(instances.c.tenant_id == tenant, instances.c.customer_id.in_(losers))
@@ -115,7 +118,7 @@ async def erase(engine: JourneyEngine, change: CustomerErased) -> None:
     await engine.session.execute(
         delete(snapshots).where(snapshots.c.tenant_id == tenant, snapshots.c.customer_id == customer)
     )
-    engine.forget_facts(tenant, customer)
+    engine.forget(tenant, customer)
 
 
 def one_second_after(moment: datetime) -> datetime:

@@ -78,7 +78,8 @@ class TimerSweep:
             by_tenant[instance.tenant_id].append(instance.customer_id)
         for tenant_id, customers in by_tenant.items():
             await engine.load_facts(tenant_id, customers)
-        await engine.session.execute(delete(timers).where(timers.c.timer_id.in_([t.timer_id for t in fired] + orphans)))
+        for timer_id in [t.timer_id for t in fired] + orphans:
+            engine.writes.clear_timer(timer_id)  # one delete at flush; a new wait sets it again instead
         for timer in fired:
             instance = locked[timer.instance_id]
             facts = await engine.facts(instance.tenant_id, instance.customer_id)
