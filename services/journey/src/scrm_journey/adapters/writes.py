@@ -5,8 +5,8 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, text
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy import Boolean, DateTime, Integer, Table, Text, any_, bindparam, cast, delete, func, select, text
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import Topic, TouchRequest, TrackedEvent, record_key
@@ -51,6 +51,38 @@ _UPDATE = text(
     "CAST(:holdouts AS boolean[]), CAST(:contexts AS text[]), CAST(:goals AS timestamptz[])) "
     "AS u(instance_id, state, current_node, holdout, context, goal_at) WHERE i.instance_id = u.instance_id"
 )
+
+
+_INSTANCE_TYPES: dict[str, Any] = {
+    "instance_id": Text, "tenant_id": Text, "journey_id": Text, "journey_version": Integer, "customer_id": Text,
+    "user_id": Text, "entered_at": DateTime(timezone=True), "state": Text, "current_node": Text,
+    "holdout": Boolean, "context": JSONB, "goal_at": DateTime(timezone=True), "updated_at": DateTime(timezone=True),
+}  # fmt: skip
+_MOVE_TYPES: dict[str, Any] = {
+    "instance_id": Text,
+    "tenant_id": Text,
+    "node_id": Text,
+    "outcome": Text,
+    "at": DateTime(timezone=True),
+}
+
+
+def _insert_from_arrays(table: Table, rows: list[dict[str, Any]], types: dict[str, Any]) -> Any:
+    """``INSERT ... SELECT unnest(array), ...``: one statement whatever the number of rows."""
+    columns: list[Any] = []
+    for name, type_ in types.items():
+        values = [r[name] for r in rows]
+        if type_ is JSONB:
+            texts = [orjson.dumps(v).decode() for v in values]
+            columns.append(cast(func.unnest(bindparam(name, texts, ARRAY(Text))), JSONB))
+        else:
+            columns.append(func.unnest(bindparam(name, values, ARRAY(type_))))
+    return table.insert().from_select(list(types), select(*columns))
+
+
+def any_array(values: list[str]) -> Any:
+    """``= ANY(:array)``: one bind parameter, however many values (an IN list renders one per value)."""
+    return any_(bindparam(None, values, ARRAY(Text)))
 
 
 def step_timer_id(instance_id: str) -> str:
@@ -177,7 +209,7 @@ class Writes:
 
     async def flush(self, session: AsyncSession) -> None:
         if self.created:
-            await session.execute(insert(instances), self.created)
+            await session.execute(_insert_from_arrays(instances, self.created, _INSTANCE_TYPES))
         if self.changed:
             rows = list(self.changed.values())
             await session.execute(
@@ -193,9 +225,9 @@ class Writes:
                 },
             )
         if self.moves:
-            await session.execute(insert(transitions), self.moves)
+            await session.execute(_insert_from_arrays(transitions, self.moves, _MOVE_TYPES))
         if self.timers_cleared:
-            await session.execute(delete(timers).where(timers.c.timer_id.in_(sorted(self.timers_cleared))))
+            await session.execute(delete(timers).where(timers.c.timer_id == any_array(sorted(self.timers_cleared))))
         if self.timers_set:
             upsert = insert(timers)
             upsert = upsert.on_conflict_do_update(

@@ -18,7 +18,7 @@ from scrm_contracts import CustomerSnapshot
 from scrm_contracts.rules import evaluate
 from scrm_journey.adapters.definitions import LiveJourney, definition
 from scrm_journey.adapters.orm import instances, snapshots
-from scrm_journey.adapters.writes import Writes, changed_row, instance_of
+from scrm_journey.adapters.writes import Writes, any_array, changed_row, instance_of
 from scrm_journey.domain.engine import Instance, Runner, Signal, Step, Transition, goal_or_exit, within_goal_window
 from scrm_journey.domain.triggers import may_reenter
 
@@ -42,7 +42,7 @@ class JourneyEngine:
             return
         rows = await self.session.execute(
             select(snapshots.c.customer_id, snapshots.c.user_id, snapshots.c.snapshot).where(
-                snapshots.c.tenant_id == tenant_id, snapshots.c.customer_id.in_(wanted)
+                snapshots.c.tenant_id == tenant_id, snapshots.c.customer_id == any_array(wanted)
             )
         )
         for row in rows:
@@ -70,7 +70,7 @@ class JourneyEngine:
         wanted = sorted({c for c in customer_ids if (tenant_id, c) not in self._open})
         if not wanted:
             return
-        mine = (instances.c.tenant_id == tenant_id) & instances.c.customer_id.in_(wanted)
+        mine = (instances.c.tenant_id == tenant_id) & (instances.c.customer_id == any_array(wanted))
         unconverted = (instances.c.state == "completed") & instances.c.goal_at.is_(None)
         open_rows = await self.session.execute(
             select(instances)

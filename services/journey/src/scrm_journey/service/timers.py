@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_journey.adapters.definitions import LiveJourney, live_journeys
 from scrm_journey.adapters.orm import instances, timers
-from scrm_journey.adapters.writes import instance_of
+from scrm_journey.adapters.writes import any_array, instance_of
 from scrm_journey.domain.engine import TimerFired
 from scrm_journey.service.customers import one_second_after, schedule_entries
 from scrm_journey.service.engine import JourneyEngine
@@ -66,7 +66,7 @@ class TimerSweep:
         rows = (
             await engine.session.execute(
                 select(instances)
-                .where(instances.c.instance_id.in_([t.instance_id for t in due]))
+                .where(instances.c.instance_id == any_array([t.instance_id for t in due]))
                 .with_for_update(skip_locked=True)
             )
         ).all()
@@ -90,7 +90,7 @@ class TimerSweep:
         if not due:
             return 0
         live: dict[str, dict[str, LiveJourney]] = {}
-        await engine.session.execute(delete(timers).where(timers.c.timer_id.in_([t.timer_id for t in due])))
+        await engine.session.execute(delete(timers).where(timers.c.timer_id == any_array([t.timer_id for t in due])))
         for timer in due:
             if timer.tenant_id not in live:
                 live[timer.tenant_id] = {j.journey_id: j for j in await live_journeys(engine.session, timer.tenant_id)}
