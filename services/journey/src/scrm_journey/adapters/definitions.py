@@ -1,5 +1,6 @@
 """Loading journey definitions: published versions are immutable, so they are cached by (tenant, id, version)."""
 
+import time
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -51,8 +52,29 @@ async def definition(session: AsyncSession, tenant_id: str, journey_id: str, ver
     return parsed
 
 
+_LIVE: dict[str, tuple[float, list[LiveJourney]]] = {}
+LIVE_SECONDS = 2.0  # how long a consumer may keep entering with the previous list after a publish elsewhere
+
+
+def forget_live(tenant_id: str) -> None:
+    """A journey of the tenant changed in this process: the next lookup reads the table."""
+    _LIVE.pop(tenant_id, None)
+
+
 async def live_journeys(session: AsyncSession, tenant_id: str) -> list[LiveJourney]:
-    """Journeys that take new entries now: active with a published version, plus untouched default playbooks."""
+    """Journeys that take new entries now, cached for ``LIVE_SECONDS`` per tenant (the hot path reads it per batch)."""
+    cached = _LIVE.get(tenant_id)
+    if cached is not None and cached[0] > time.monotonic():
+        return cached[1]
+    found = await _read_live(session, tenant_id)
+    if len(_LIVE) > 10_000:
+        _LIVE.clear()
+    _LIVE[tenant_id] = (time.monotonic() + LIVE_SECONDS, found)
+    return found
+
+
+async def _read_live(session: AsyncSession, tenant_id: str) -> list[LiveJourney]:
+    """Active journeys with a published version, plus untouched default playbooks."""
     rows = (
         await session.execute(
             select(journeys.c.journey_id, journeys.c.status, journeys.c.published_version).where(

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scrm_journey.adapters.definitions import LiveJourney, default_definition
+from scrm_journey.adapters.definitions import LiveJourney, default_definition, forget_live
 from scrm_journey.adapters.orm import instances, journeys, snapshots, timers, transitions, versions
 from scrm_journey.domain.definition import JourneyDefinition
 from scrm_journey.domain.playbooks import DEFAULT_PLAYBOOKS, PLAYBOOKS
@@ -157,6 +157,7 @@ class JourneyAdmin:
             await self._pause_timers(journey.journey_id, True)
 
     async def _set(self, journey_id: str, **values: Any) -> None:
+        forget_live(self.tenant_id)
         await self.session.execute(
             update(journeys)
             .where(journeys.c.tenant_id == self.tenant_id, journeys.c.journey_id == journey_id)
