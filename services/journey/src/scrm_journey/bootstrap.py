@@ -29,6 +29,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
                 topics=[Topic.PROFILE_CHANGES.value, Topic.TOUCH_RESULTS.value],
                 handler=JourneyConsumer(sessions, clock),
                 producer=producer,
+                combine_partitions=True,
             )
         )
     if "scheduler" in settings.roles:
