@@ -20,11 +20,13 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    bindparam,
     delete,
     func,
+    literal,
     select,
 )
-from sqlalchemy.dialects.postgresql import JSONB, insert
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_kit.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
@@ -65,9 +67,15 @@ class OutgoingRecord:
 
 async def enqueue(session: AsyncSession, table: Table, records: Iterable[OutgoingRecord]) -> None:
     """Add records to the outbox inside the caller's transaction."""
-    rows = [{"topic": r.topic, "key": r.key, "value": r.value} for r in records]
+    rows = list(records)
     if rows:
-        await session.execute(table.insert(), rows)
+        # One statement over arrays: far cheaper than a multi-row VALUES for big batches.
+        columns = select(
+            func.unnest(bindparam("topics", [r.topic for r in rows], type_=ARRAY(Text))),
+            func.unnest(bindparam("keys", [r.key for r in rows], type_=ARRAY(LargeBinary))),
+            func.unnest(bindparam("values", [r.value for r in rows], type_=ARRAY(LargeBinary))),
+        )
+        await session.execute(table.insert().from_select(["topic", "key", "value"], columns))
 
 
 async def claim_new(
@@ -77,9 +85,14 @@ async def claim_new(
     if not keys:
         return set()
     unique = list(dict.fromkeys(keys))
+    pairs = select(
+        literal(consumer, Text),
+        func.unnest(bindparam("tenant_ids", [t for t, _ in unique], type_=ARRAY(Text))),
+        func.unnest(bindparam("event_ids", [e for _, e in unique], type_=ARRAY(Text))),
+    )
     stmt = (
         insert(table)
-        .values([{"consumer": consumer, "tenant_id": t, "event_id": e} for t, e in unique])
+        .from_select(["consumer", "tenant_id", "event_id"], pairs)
         .on_conflict_do_nothing()
         .returning(table.c.tenant_id, table.c.event_id)
     )

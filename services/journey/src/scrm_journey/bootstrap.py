@@ -1,8 +1,9 @@
-"""The one place that builds the journey service's engine, producer, consumers and relay from settings."""
+"""The one place that builds the journey service's engine, producer, consumers, scheduler and relay from settings."""
 
 from scrm_contracts import Topic
 from scrm_journey.adapters.orm import outbox
 from scrm_journey.service.consume import JourneyConsumer
+from scrm_journey.service.timers import TimerSweep
 from scrm_journey.settings import Settings
 from scrm_kit.clock import Clock, SystemClock
 from scrm_kit.db import build_engine, build_sessionmaker
@@ -10,10 +11,12 @@ from scrm_kit.kafka import ConsumerRunner, build_producer
 from scrm_kit.logging import configure_logging
 from scrm_kit.outbox import OutboxRelay
 from scrm_kit.runtime import Runtime
+from scrm_kit.scheduler import Periodic
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     configure_logging("journey", settings.log_level)
+    clock = clock or SystemClock()
     engine = build_engine(settings.db)
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-journey")
@@ -23,11 +26,15 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
             ConsumerRunner(
                 settings=settings.kafka,
                 group=settings.consumer_group,
-                topics=[Topic.PROFILE_CHANGES.value],
-                handler=JourneyConsumer(sessions, clock or SystemClock()),
+                topics=[Topic.PROFILE_CHANGES.value, Topic.TOUCH_RESULTS.value],
+                handler=JourneyConsumer(sessions, clock),
                 producer=producer,
+                combine_partitions=True,
             )
         )
+    if "scheduler" in settings.roles:
+        sweep = TimerSweep(sessions, clock, settings.timer_batch_size)
+        runtime.workers.append(Periodic("journey-timers", sweep, settings.timer_interval_seconds, sweep.batch_size))
     if "consumer" in settings.roles or "scheduler" in settings.roles:
         runtime.workers.append(OutboxRelay(sessions, outbox, producer))
     return runtime

@@ -1,101 +1,271 @@
-"""Journey HTTP API. Thin routes; every query is scoped to the caller's tenant."""
+"""Journey HTTP API. Thin routes; every query is scoped to the caller's tenant (Bearer API token)."""
 
-from datetime import datetime
+from datetime import timedelta
+from typing import Annotated, Any
 
-from fastapi import APIRouter, FastAPI
-from pydantic import BaseModel
-from sqlalchemy import select
+from fastapi import APIRouter, Body, FastAPI, Query, Request
 
-from scrm_journey.adapters.orm import InstanceRow, TransitionRow
 from scrm_journey.bootstrap import build_runtime
-from scrm_journey.domain.journeys import BUILT_IN
+from scrm_journey.domain.definition import walk_order
+from scrm_journey.domain.playbooks import PLAYBOOKS
+from scrm_journey.domain.simulate import ScriptedEvent, ScriptedTaskOutcome, simulate
+from scrm_journey.domain.validation import DefinitionError, load_document, parse_definition
+from scrm_journey.entrypoints.schemas import (
+    CustomerJourneysOut,
+    GoalOut,
+    GroupOut,
+    InstanceOut,
+    InstancesOut,
+    JourneyOut,
+    NodeCount,
+    PlaybookOut,
+    ProblemOut,
+    SimTagsOut,
+    SimTouchOut,
+    SimulateIn,
+    SimulateOut,
+    StatsOut,
+    TransitionOut,
+    ValidationOut,
+)
+from scrm_journey.service.journeys import JourneyAdmin, JourneyView
+from scrm_journey.service.queries import instances_of, journey_stats
 from scrm_journey.settings import Settings
+from scrm_kit.clock import Clock, SystemClock
+from scrm_kit.errors import InvalidInput
 from scrm_kit.runtime import SessionDep, create_app
 from scrm_kit.tenancy import TenantDep
 
 router = APIRouter(prefix="/v1", tags=["journeys"])
+CLOCK: Clock = SystemClock()
+DEFINITION_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": {"type": "object"}},
+            "application/yaml": {"schema": {"type": "string"}},
+        },
+    }
+}
 
 
-class TransitionOut(BaseModel):
-    node_id: str
-    outcome: str
-    at: datetime
+async def _document(request: Request) -> Any:
+    """The posted definition, JSON or YAML (by Content-Type)."""
+    try:
+        return load_document(await request.body(), request.headers.get("content-type", "application/json"))
+    except DefinitionError as exc:
+        raise _invalid(exc) from exc
 
 
-class InstanceOut(BaseModel):
-    instance_id: str
-    journey_id: str
-    journey_version: int
-    state: str
-    current_node: str | None
-    entered_at: datetime
-    transitions: list[TransitionOut]
+def _invalid(exc: DefinitionError) -> InvalidInput:
+    return InvalidInput(str(exc), field=exc.problems[0].field if exc.problems else "body")
 
 
-class CustomerJourneysOut(BaseModel):
-    customer_id: str
-    instances: list[InstanceOut]
+def _journey_out(view: JourneyView) -> JourneyOut:
+    return JourneyOut(
+        journey_id=view.journey_id, name=view.name, status=view.status, version=view.published_version,
+        playbook=view.playbook, built_in=view.built_in, definition=view.draft, created_at=view.created_at,
+        updated_at=view.updated_at,
+    )  # fmt: skip
 
 
-class JourneySummary(BaseModel):
-    journey_id: str
-    version: int
-    name: str
-    built_in: bool
+def _instance_out(row: Any, moves: list[Any]) -> InstanceOut:
+    return InstanceOut(
+        instance_id=row.instance_id, journey_id=row.journey_id, journey_version=row.journey_version,
+        customer_id=row.customer_id, state=row.state, current_node=row.current_node, holdout=row.holdout,
+        entered_at=row.entered_at, goal_at=row.goal_at,
+        transitions=[TransitionOut(node_id=m.node_id, outcome=m.outcome, at=m.at) for m in moves],
+    )  # fmt: skip
 
 
-@router.get("/journeys", response_model=list[JourneySummary])
-async def list_journeys(tenant: TenantDep) -> list[JourneySummary]:
-    """Journeys running for this tenant (the skeleton runs the built-in ones for every tenant)."""
-    return [JourneySummary(journey_id=j.journey_id, version=j.version, name=j.name, built_in=True) for j in BUILT_IN]
+@router.get("/journeys", response_model=list[JourneyOut])
+async def list_journeys(tenant: TenantDep, session: SessionDep) -> list[JourneyOut]:
+    """The tenant's journeys (the default "welcome" playbook runs for every tenant until replaced)."""
+    return [_journey_out(v) for v in await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).list()]
+
+
+@router.post("/journeys", response_model=JourneyOut, status_code=201, openapi_extra=DEFINITION_BODY)
+async def create_journey(request: Request, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """Create a draft journey from a JSON or YAML definition (publish it to start it)."""
+    document = await _document(request)
+    async with session.begin():
+        try:
+            view, _ = await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).create(document)
+        except DefinitionError as exc:
+            raise _invalid(exc) from exc
+    return _journey_out(view)
+
+
+@router.post("/journeys/validate", response_model=ValidationOut, openapi_extra=DEFINITION_BODY)
+async def validate_journey(request: Request, tenant: TenantDep) -> ValidationOut:
+    """Check a definition without storing it: every problem, with the node and field it is in."""
+    try:
+        parse_definition(load_document(await request.body(), request.headers.get("content-type", "")))
+    except DefinitionError as exc:
+        return ValidationOut(valid=False, errors=[ProblemOut(field=p.field, message=p.message) for p in exc.problems])
+    return ValidationOut(valid=True, errors=[])
+
+
+@router.get("/journeys/{journey_id}", response_model=JourneyOut)
+async def get_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    return _journey_out(await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).get(journey_id))
+
+
+@router.put("/journeys/{journey_id}", response_model=JourneyOut, openapi_extra=DEFINITION_BODY)
+async def update_journey(journey_id: str, request: Request, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """Replace the draft; running instances are untouched until the next publish."""
+    document = await _document(request)
+    async with session.begin():
+        try:
+            view = await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).update_draft(journey_id, document)
+        except DefinitionError as exc:
+            raise _invalid(exc) from exc
+    return _journey_out(view)
+
+
+async def _lifecycle(action: str, journey_id: str, tenant_id: str, session: Any) -> JourneyOut:
+    async with session.begin():
+        admin = JourneyAdmin(session, tenant_id, CLOCK.now())
+        try:
+            view = await getattr(admin, action)(journey_id)
+        except DefinitionError as exc:
+            raise _invalid(exc) from exc
+    return _journey_out(view)
+
+
+@router.post("/journeys/{journey_id}/publish", response_model=JourneyOut)
+async def publish_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """Publish the draft as the next version: new entries use it, running instances finish on theirs."""
+    return await _lifecycle("publish", journey_id, tenant.tenant_id, session)
+
+
+@router.post("/journeys/{journey_id}/pause", response_model=JourneyOut)
+async def pause_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """No new entries; waiting instances hold until resumed."""
+    return await _lifecycle("pause", journey_id, tenant.tenant_id, session)
+
+
+@router.post("/journeys/{journey_id}/resume", response_model=JourneyOut)
+async def resume_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    return await _lifecycle("resume", journey_id, tenant.tenant_id, session)
+
+
+@router.post("/journeys/{journey_id}/archive", response_model=JourneyOut)
+async def archive_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """Stop for good: running instances exit."""
+    return await _lifecycle("archive", journey_id, tenant.tenant_id, session)
+
+
+@router.delete("/journeys/{journey_id}", response_model=JourneyOut)
+async def delete_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """Same as archive: history and stats stay."""
+    return await _lifecycle("archive", journey_id, tenant.tenant_id, session)
+
+
+@router.get("/journeys/{journey_id}/stats", response_model=StatsOut)
+async def stats(journey_id: str, tenant: TenantDep, session: SessionDep) -> StatsOut:
+    """Entered, states, per-node counts, goal conversion of treatment vs holdout and the uplift."""
+    admin = JourneyAdmin(session, tenant.tenant_id, CLOCK.now())
+    view = await admin.get(journey_id)
+    definition = await admin.definition_for(journey_id, view.published_version) if view.published_version else None
+    definition = definition or parse_definition(view.draft)
+    found = await journey_stats(session, tenant.tenant_id, journey_id)
+    nodes = [
+        NodeCount(
+            node_id=n, type=definition.nodes[n].type, current=found.current.get(n, 0), passed=found.passed.get(n, 0)
+        )
+        for n in walk_order(definition)
+    ]
+    overall = GroupOut(
+        entered=found.entered,
+        converted=found.treatment.converted + found.holdout.converted,
+        rate=round((found.treatment.converted + found.holdout.converted) / found.entered, 4) if found.entered else None,
+    )
+    goal = GoalOut(
+        event=definition.goal.event if definition.goal else None,
+        treatment=GroupOut(entered=found.treatment.entered, converted=found.treatment.converted,
+                           rate=found.treatment.rate),
+        holdout=GroupOut(entered=found.holdout.entered, converted=found.holdout.converted, rate=found.holdout.rate),
+        overall=overall,
+        uplift=found.uplift,
+    )  # fmt: skip
+    return StatsOut(
+        journey_id=journey_id, version=view.published_version, status=view.status, entered=found.entered,
+        states=found.states, nodes=nodes, goal=goal,
+    )  # fmt: skip
+
+
+@router.get("/journeys/{journey_id}/instances", response_model=InstancesOut)
+async def journey_instances(
+    journey_id: str,
+    tenant: TenantDep,
+    session: SessionDep,
+    node_id: Annotated[str | None, Query(description="Only instances now at this node")] = None,
+    state: Annotated[str | None, Query(description="active, waiting, completed, converted or exited")] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> InstancesOut:
+    """Instances of one journey, by node and state."""
+    found = await instances_of(
+        session, tenant.tenant_id, journey_id=journey_id, node_id=node_id, state=state, limit=limit
+    )
+    return InstancesOut(journey_id=journey_id, instances=[_instance_out(i, m) for i, m in found])
+
+
+@router.post("/journeys/{journey_id}/simulate", response_model=SimulateOut)
+async def simulate_journey(
+    journey_id: str, tenant: TenantDep, session: SessionDep, body: Annotated[SimulateIn, Body()]
+) -> SimulateOut:
+    """Run the journey for one posted profile on a virtual clock and return the path it would take."""
+    admin = JourneyAdmin(session, tenant.tenant_id, CLOCK.now())
+    view = await admin.get(journey_id)
+    version = None if body.draft else (body.version or view.published_version)
+    try:
+        definition = await admin.definition_for(journey_id, version)
+    except DefinitionError as exc:
+        raise _invalid(exc) from exc
+    facts = body.profile.model_dump(mode="json")
+    result = simulate(
+        definition,
+        facts,
+        body.start_at or CLOCK.now(),
+        [ScriptedEvent(e.at, e.event, e.properties) for e in body.events],
+        [ScriptedTaskOutcome(o.at, o.status) for o in body.task_outcomes],
+        timedelta(days=body.horizon_days),
+    )
+    return SimulateOut(
+        journey_id=journey_id, version=version, entered_at=result.entered_at, state=result.state,
+        holdout=result.holdout, goal_at=result.goal_at,
+        path=[TransitionOut(node_id=t.node_id, outcome=t.outcome, at=t.at) for t in result.steps],
+        touches=[
+            SimTouchOut(at=t.at, node_id=t.effect.node_id, touch_key=t.effect.touch_key, channels=t.effect.channels,
+                        template_id=t.effect.template_id, priority=t.effect.priority, task=t.effect.task)
+            for t in result.touches
+        ],
+        tags=[SimTagsOut(at=at, add=add, remove=remove) for at, add, remove in result.tags],
+    )  # fmt: skip
+
+
+@router.get("/playbooks", response_model=list[PlaybookOut])
+async def list_playbooks(tenant: TenantDep, session: SessionDep) -> list[PlaybookOut]:
+    """Built-in playbooks; ``installed`` when the tenant has its own copy."""
+    mine = {v.journey_id for v in await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).list() if not v.built_in}
+    return [
+        PlaybookOut(name=p.name, summary=p.summary, default=p.default, installed=p.name in mine, definition=p.document)
+        for p in PLAYBOOKS.values()
+    ]
+
+
+@router.post("/playbooks/{name}/install", response_model=JourneyOut, status_code=201)
+async def install_playbook(name: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
+    """Install a playbook as the tenant's journey ``name``: published and running, editable after."""
+    return await _lifecycle("install", name, tenant.tenant_id, session)
 
 
 @router.get("/customers/{customer_id}/journeys", response_model=CustomerJourneysOut)
 async def customer_journeys(customer_id: str, tenant: TenantDep, session: SessionDep) -> CustomerJourneysOut:
     """Every journey instance of one customer, with the transitions it made."""
-    instances = (
-        (
-            await session.execute(
-                select(InstanceRow)
-                .where(InstanceRow.tenant_id == tenant.tenant_id, InstanceRow.customer_id == customer_id)
-                .order_by(InstanceRow.entered_at)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    transitions = (
-        (
-            await session.execute(
-                select(TransitionRow)
-                .where(
-                    TransitionRow.tenant_id == tenant.tenant_id,
-                    TransitionRow.instance_id.in_([i.instance_id for i in instances]),
-                )
-                .order_by(TransitionRow.id)
-            )
-        )
-        .scalars()
-        .all()
-    )
-    by_instance: dict[str, list[TransitionOut]] = {}
-    for t in transitions:
-        by_instance.setdefault(t.instance_id, []).append(TransitionOut(node_id=t.node_id, outcome=t.outcome, at=t.at))
-    return CustomerJourneysOut(
-        customer_id=customer_id,
-        instances=[
-            InstanceOut(
-                instance_id=i.instance_id,
-                journey_id=i.journey_id,
-                journey_version=i.journey_version,
-                state=i.state,
-                current_node=i.current_node,
-                entered_at=i.entered_at,
-                transitions=by_instance.get(i.instance_id, []),
-            )
-            for i in instances
-        ],
-    )
+    found = await instances_of(session, tenant.tenant_id, customer_id=customer_id, limit=1000)
+    return CustomerJourneysOut(customer_id=customer_id, instances=[_instance_out(i, m) for i, m in found])
 
 
 def app() -> FastAPI:
