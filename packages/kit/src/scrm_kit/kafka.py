@@ -67,6 +67,7 @@ class ConsumerRunner:
         max_records: int = 500,
         retry_attempts: int = 6,
         retry_base_delay: float = 0.2,
+        dead_letter_topic: str | None = None,
     ) -> None:
         self.group = group
         self.topics = list(topics)
@@ -76,6 +77,7 @@ class ConsumerRunner:
         self._max_records = max_records
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
+        self._dead_letter_topic = dead_letter_topic or dlq_topic(group)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -197,7 +199,7 @@ class ConsumerRunner:
             ("dlq.offset", str(record.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(dlq_topic(self.group), value=record.value, key=record.key, headers=headers)
+        await self._producer.send_and_wait(self._dead_letter_topic, value=record.value, key=record.key, headers=headers)
         CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
         log = logger.error if kind == "unexpected" else logger.warning
         log(

@@ -61,11 +61,12 @@ class OutgoingRecord:
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 async def enqueue(session: AsyncSession, table: Table, records: Iterable[OutgoingRecord]) -> None:
     """Add records to the outbox inside the caller's transaction."""
-    rows = [{"topic": r.topic, "key": r.key, "value": r.value} for r in records]
+    rows = [{"topic": r.topic, "key": r.key, "value": r.value, "headers": dict(r.headers) or None} for r in records]
     if rows:
         await session.execute(table.insert(), rows)
 
@@ -129,7 +130,7 @@ class OutboxRelay:
         async with self._sessions() as session, session.begin():
             rows = (
                 await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.value)
+                    select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
                     .order_by(t.c.id)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -137,7 +138,12 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            futures = [await self._producer.send(r.topic, value=r.value, key=r.key) for r in rows]
+            futures = [
+                await self._producer.send(
+                    r.topic, value=r.value, key=r.key, headers=[(k, v.encode()) for k, v in (r.headers or {}).items()]
+                )
+                for r in rows
+            ]
             await asyncio.gather(*futures)
             await session.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
         for r in rows:
