@@ -13,7 +13,7 @@ import itertools
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -128,8 +128,10 @@ class FakeProviders:
     def _sms(self, app: FastAPI) -> None:
         @app.post("/aliyun/")
         async def aliyun(request: Request) -> dict[str, Any]:
-            form = dict((await request.form()).items())
+            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
             self.seen.append(Seen("sms_aliyun", "SendSms", form, dict(request.headers)))
+            if self.webhook_delay:
+                await asyncio.sleep(self.webhook_delay)
             signature = str(form.pop("Signature", ""))
             canonical = "&".join(f"{_pct(k)}={_pct(str(v))}" for k, v in sorted(form.items()))
             to_sign = f"POST&%2F&{_pct(canonical)}"
@@ -198,3 +200,45 @@ async def serve(fake: FakeProviders, port: int) -> tuple[uvicorn.Server, "asynci
     while not server.started:
         await asyncio.sleep(0.02)
     return server, task
+
+
+class FakeSmtp(asyncio.Protocol):
+    """Just enough SMTP (RFC 5321) for the e-mail adapter: refuses recipients starting with ``bounce``."""
+
+    messages: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+        self.buffer = b""
+        self.in_data = False
+        self.transport.write(b"220 fake-smtp ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                FakeSmtp.messages.append(self.buffer[:end])
+                self.buffer, self.in_data = self.buffer[end + 5 :], False
+                self.transport.write(b"250 2.0.0 queued\r\n")
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2 :]
+            self.transport.write(self._answer(line.decode().upper(), line.decode()))
+
+    def _answer(self, command: str, raw: str) -> bytes:
+        if command.startswith(("EHLO", "HELO")):
+            return b"250 fake-smtp\r\n"
+        if command.startswith("RCPT TO:") and "<BOUNCE" in command:
+            return b"550 5.1.1 no such user\r\n"
+        if command.startswith("DATA"):
+            self.in_data = True
+            return b"354 go ahead\r\n"
+        if command.startswith("QUIT"):
+            self.transport.close()
+            return b"221 bye\r\n"
+        return b"250 ok\r\n"

@@ -71,8 +71,12 @@ class NotifyHarness:
 
     async def customer(self, customer_id: str, **fields: Any) -> None:
         """Publish a customer.updated snapshot (as the profile service would)."""
+        if "email_consent" in fields:
+            fields["email_reach"] = fields.pop("email_consent")
         contact = Contact(**{k: fields.pop(k) for k in list(fields) if k in Contact.model_fields})
         reach = Reachability(**{k: fields.pop(k) for k in list(fields) if k in Reachability.model_fields})
+        if "email_reach" in fields:
+            reach = reach.model_copy(update={"email": fields.pop("email_reach")})
         fields.setdefault("timezone", "Asia/Shanghai")
         fields.setdefault("lifecycle_stage", "active")
         snapshot = CustomerSnapshot(contact=contact, reachability=reach, **fields)

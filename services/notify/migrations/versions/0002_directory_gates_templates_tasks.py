@@ -39,7 +39,7 @@ def _directory() -> None:
         "customers",
         sa.Column("tenant_id", sa.Text(), primary_key=True),
         sa.Column("customer_id", sa.Text(), primary_key=True),
-        sa.Column("version", sa.Integer(), nullable=False),
+        sa.Column("version", sa.BigInteger(), nullable=False),
         sa.Column("snapshot_at", TS, nullable=False),
         *[sa.Column(name, sa.Text()) for name in ("lifecycle_stage", "tier", "owner_staff_id", "timezone", "locale",
                                                   "phone", "email", "wecom_external_userid", "wechat_openid")],

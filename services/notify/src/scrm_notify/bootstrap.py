@@ -54,7 +54,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-notify")
     runtime = Runtime(name="notify", engine=engine, sessions=sessions, producer=producer)
-    client = httpx.AsyncClient(timeout=settings.delivery.http_timeout_seconds)
+    # httpcore scans its whole pool for every request: a pool sized to the send concurrency keeps that cheap.
+    limits = httpx.Limits(max_connections=settings.delivery.concurrency * 2)
+    client = httpx.AsyncClient(timeout=settings.delivery.http_timeout_seconds, limits=limits)
     runtime.on_stop.append(client.aclose)
     pipeline = build_pipeline(sessions, client, clock, settings)
     if "consumer" in settings.roles:

@@ -1,4 +1,4 @@
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from scrm_kit.settings import ServiceSettings
 
@@ -32,9 +32,16 @@ class DeliverySettings(BaseModel):
         },
         description="Token-bucket rate per provider and replica",
     )
-    concurrency: int = Field(default=32, ge=1, description="Touches sent at once per consumer batch")
+    concurrency: int = Field(default=16, ge=1, description="Customers sent to at once per batch (and HTTP connections)")
     task_ttl_hours: float = 72.0
     http_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> "DeliverySettings":
+        # A claim whose lease ran out is taken over; a send still in flight then would be repeated.
+        if self.send_lease_seconds < 2 * self.http_timeout_seconds:
+            raise ValueError("send_lease_seconds must be at least twice http_timeout_seconds")
+        return self
 
 
 class Settings(ServiceSettings):

@@ -4,7 +4,7 @@ with its status, and the staff task queue."""
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, Text, func, text
+from sqlalchemy import BigInteger, Boolean, DateTime, Index, Integer, Text, func, text
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -66,7 +66,7 @@ class CustomerRow(Base):
 
     tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
-    version: Mapped[int] = mapped_column(Integer)
+    version: Mapped[int] = mapped_column(BigInteger)
     snapshot_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     lifecycle_stage: Mapped[str | None] = mapped_column(Text)
     tier: Mapped[str | None] = mapped_column(Text)

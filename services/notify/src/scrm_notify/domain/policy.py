@@ -53,13 +53,17 @@ class PlatformLimits(BaseModel):
     platform_timezone: str = "Asia/Shanghai"
 
 
+def _default_channel_caps() -> "dict[Channel, Cap]":
+    return {"sms": Cap(per_day=1, per_week=2)}
+
+
 class TenantPolicy(BaseModel):
     """Everything the gates need from the tenant; every field has a safe default."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     global_cap: Cap = Cap(per_day=2, per_week=5)
-    channel_caps: dict[Channel, Cap] = Field(default_factory=lambda: {"sms": Cap(per_day=1, per_week=2)})
+    channel_caps: dict[Channel, Cap] = Field(default_factory=lambda: _default_channel_caps())
     stage_caps: dict[str, Cap] = Field(
         default_factory=lambda: {
             "sleeping": Cap(per_day=1, per_week=1),

@@ -7,9 +7,10 @@ A template is stored per (template_id, channel, locale). ``body`` is the text; `
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -53,9 +54,15 @@ def check_syntax(source: str, field_name: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=4096)
+def _compiled(source: str) -> Template:
+    """Compiling is the costly part; a template's text is its own cache key."""
+    return _env.from_string(source)
+
+
 def _render_one(template_id: str, part: str, source: str, variables: Mapping[str, Any]) -> str:
     try:
-        return _env.from_string(source).render(**variables)
+        return _compiled(source).render(**variables)
     except TemplateError as exc:
         raise TemplateFailure(f"template {template_id!r} {part}: {exc}") from exc
 

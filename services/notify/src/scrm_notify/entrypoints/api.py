@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from sqlalchemy import func, select
 
-from scrm_kit.errors import InvalidInput
+from scrm_kit.errors import InvalidInput, NotFound
 from scrm_kit.runtime import SessionDep, create_app
 from scrm_kit.tenancy import TenantDep
 from scrm_notify.adapters import directory
@@ -62,8 +62,6 @@ async def get_consents(customer_id: CustomerId, tenant: TenantDep, session: Sess
     row = await session.get(CustomerRow, (tenant.tenant_id, survivor))
     explicit = await directory.consents_of(session, tenant.tenant_id, survivor)
     if row is None and not explicit:
-        from scrm_kit.errors import NotFound
-
         raise NotFound(f"no customer {customer_id!r}")
     items = []
     for channel in CHANNELS:
@@ -147,17 +145,16 @@ def _tasks(request: Request) -> TaskService:
 @router.get("/stats/touches", response_model=TouchStats)
 async def touch_stats(tenant: TenantDep, session: SessionDep) -> TouchStats:
     """Touch counts per channel and status, and per reason and status."""
+    channel = func.coalesce(TouchRow.channel, "none")
+    mine = TouchRow.tenant_id == tenant.tenant_id
     by_channel = await session.execute(
-        select(func.coalesce(TouchRow.channel, "none"), TouchRow.status, func.count())
-        .where(TouchRow.tenant_id == tenant.tenant_id)
-        .group_by(1, 2)
-        .order_by(1, 2)
+        select(channel, TouchRow.status, func.count()).where(mine).group_by(channel, TouchRow.status).order_by(channel)
     )
     by_reason = await session.execute(
         select(TouchRow.reason_code, TouchRow.status, func.count())
-        .where(TouchRow.tenant_id == tenant.tenant_id, TouchRow.reason_code.is_not(None))
-        .group_by(1, 2)
-        .order_by(1, 2)
+        .where(mine, TouchRow.reason_code.is_not(None))
+        .group_by(TouchRow.reason_code, TouchRow.status)
+        .order_by(TouchRow.reason_code)
     )
     return TouchStats(
         by_channel=[StatRow(key=k, status=s, count=c) for k, s, c in by_channel],

@@ -7,7 +7,7 @@ from pydantic import ValidationError
 from sqlalchemy import func
 from sqlalchemy.dialects.postgresql import insert
 
-from scrm_kit.errors import InvalidInput
+from scrm_kit.errors import InvalidInput, NotFound
 from scrm_kit.runtime import SessionDep
 from scrm_kit.tenancy import TenantDep
 from scrm_notify.adapters import touches
@@ -134,8 +134,6 @@ async def list_templates(tenant: TenantDep, session: SessionDep) -> TemplateList
 async def get_template(template_id: TemplateId, tenant: TenantDep, session: SessionDep) -> TemplateList:
     rows = await templates.listing(session, tenant.tenant_id, template_id)
     if not rows:
-        from scrm_kit.errors import NotFound
-
         raise NotFound(f"no template {template_id!r}")
     return TemplateList(items=[_template_out(r) for r in rows])
 

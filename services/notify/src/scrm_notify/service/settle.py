@@ -37,18 +37,25 @@ async def settle(
                 .where(
                     TouchRow.tenant_id == claimed.tenant_id,
                     TouchRow.touch_key == claimed.touch_key,
-                    TouchRow.status == "sending",
                     TouchRow.attempts == claimed.attempt,
                 )
                 .with_for_update()
             )
         ).scalar_one_or_none()
-        if touch is None:
+        if touch is None or not _still_ours(touch, outcome):
             return
         if not counted or outcome.kind == "deferred":
             touch.attempts -= 1
         touch.updated_at = now
         await _apply(session, touch, outcome, now, delivery, dead_letter_topic)
+
+
+def _still_ours(touch: TouchRow, outcome: SendOutcome) -> bool:
+    """The claim holds; or its lease ran out and the touch was failed as ``outcome_unknown``, which a late
+    success corrects (the provider did accept it)."""
+    if touch.status == "sending":
+        return True
+    return outcome.kind == "ok" and touch.status == "failed" and touch.reason_code == "outcome_unknown"
 
 
 async def _apply(
@@ -61,6 +68,8 @@ async def _apply(
 ) -> None:
     if outcome.kind == "ok":
         touch.status, touch.due_at, touch.provider_message_id = "sent", None, outcome.provider_message_id
+        touch.reason_code = touch.reason = None
+        touch.sent_at = touch.sent_at or now
         await results.publish(session, touch, TouchStatus.SENT, now)
     elif outcome.kind == "permanent":
         await fail(session, touch, "permanent_error", outcome.reason or "rejected by the provider", now)
