@@ -467,3 +467,24 @@ async def test_email_over_smtp_sends_and_a_refused_recipient_fails_for_good(noti
         assert "refused the recipient" in (failed.reason or "")
     finally:
         server.close()
+
+
+async def test_a_slow_provider_times_out_retried_only_where_the_key_dedupes(
+    notify: NotifyHarness, fake: FakeProviders
+) -> None:
+    await notify.configure("webhook")
+    await notify.configure("sms", provider="aliyun", access_key_id="LTAI-test", sign_name="Shop", template_code="S1")
+    await notify.customer("cus_slow", phone=PHONE)
+    fake.fail_next("webhook", Step(delay=3))  # answers after the adapter's 2 s timeout
+    fake.fail_next("sms_aliyun", Step(delay=3))
+    hook = notify.request("cus_slow", "webhook", priority="transactional")
+    sms = notify.request("cus_slow", "sms", priority="transactional")
+    await notify.send(hook, sms)
+    assert (await notify.touch(hook.touch_key)).status == "retrying"
+    unknown = await notify.touch(sms.touch_key)
+    assert (unknown.status, unknown.reason_code) == ("failed", "permanent_error")
+    assert "outcome_unknown" in (unknown.reason or ""), "an SMS that may have gone out is never sent again"
+    await notify.tick(timedelta(seconds=3))
+    assert (await notify.touch(hook.touch_key)).status == "sent"
+    assert fake.webhook_accepted[hook.touch_key] == 1, "the receiver saw the same key twice and kept one"
+    assert len([s for s in fake.of("sms_aliyun") if s.body["OutId"] == sms.touch_key]) == 1
