@@ -488,3 +488,19 @@ async def test_a_slow_provider_times_out_retried_only_where_the_key_dedupes(
     assert (await notify.touch(hook.touch_key)).status == "sent"
     assert fake.webhook_accepted[hook.touch_key] == 1, "the receiver saw the same key twice and kept one"
     assert len([s for s in fake.of("sms_aliyun") if s.body["OutId"] == sms.touch_key]) == 1
+
+
+async def test_a_tenants_own_policy_replaces_the_defaults(notify: NotifyHarness) -> None:
+    from scrm_notify.adapters.orm import PolicyRow
+    from scrm_notify.domain.policy import Cap, QuietHours, TenantPolicy
+
+    policy = TenantPolicy(global_cap=Cap(per_day=1), quiet_hours=QuietHours(start="23:00", end="07:00"))
+    async with notify.sessions() as s, s.begin():
+        s.add(PolicyRow(tenant_id=notify.tenant_id, policy=policy.model_dump(mode="json")))
+    await notify.configure("webhook")
+    await notify.customer("cus_policy")
+    notify.clock.advance(timedelta(hours=10, minutes=30))  # 22:30 Shanghai: quiet by default, not for this tenant
+    first, second = notify.request("cus_policy", "webhook"), notify.request("cus_policy", "webhook")
+    await notify.send(first, second)
+    assert (await notify.touch(first.touch_key)).status == "sent"
+    assert (await notify.touch(second.touch_key)).reason_code == "frequency_cap"  # its cap is 1 a day
