@@ -4,6 +4,7 @@ and the bulk import command."""
 import asyncio
 import base64
 import json
+import re
 import subprocess
 import sys
 import tempfile
@@ -48,21 +49,30 @@ async def test_the_segment_python_sdk_sends_unchanged(stack: Stack, events: Tap,
     assert published["page"]["user_id"] == "sdk-user"
 
 
+TRACKING = re.compile(r"^/v1/(track|identify|page|screen|group|alias|batch)$")
+
+
 def test_fuzzed_requests_never_get_a_server_error(stack: Stack, fuzz_tenant: TenantCredentials) -> None:
-    """Property-based fuzz of every tracking endpoint from the service's own OpenAPI schema (schemathesis)."""
+    """Property-based fuzz of every ingest endpoint from the service's own OpenAPI schema (schemathesis): the
+    tracking API answers only its documented statuses; callbacks and their configuration never answer 5xx."""
     token = base64.b64encode(f"{fuzz_tenant.write_key}:".encode()).decode()
     schema = schemathesis.openapi.from_url(f"{stack.url('ingest')}/openapi.json").include(path_regex="^/v1/")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) >= 7, [o.label for o in operations]
+    assert sum(bool(TRACKING.match(o.path)) for o in operations) == 7, [o.label for o in operations]
     for operation in operations:
+        _fuzz(operation, token, (200, 207, 400, 413, 429) if TRACKING.match(operation.path) else None)
 
-        @given(case=operation.as_strategy())
-        @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def no_server_error(case: Any) -> None:
-            response = case.call(headers={"Authorization": f"Basic {token}"})
-            assert response.status_code in (200, 207, 400, 413, 429), f"{case.path}: {response.text[:300]}"
 
-        no_server_error()
+def _fuzz(operation: Any, token: str, allowed: tuple[int, ...] | None) -> None:
+    @given(case=operation.as_strategy())
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def no_server_error(case: Any) -> None:
+        response = case.call(headers={"Authorization": f"Basic {token}"})
+        assert response.status_code < 500, f"{case.path}: {response.status_code} {response.text[:300]}"
+        if allowed is not None:
+            assert response.status_code in allowed, f"{case.path}: {response.text[:300]}"
+
+    no_server_error()
 
 
 @pytest.fixture(scope="module")

@@ -133,6 +133,7 @@ class ConsumerRunner:
         retry_attempts: int = 6,
         retry_base_delay: float = 0.2,
         combine_partitions: bool = False,
+        dead_letter_topic: str | None = None,
     ) -> None:
         self.group = group
         self.topics = list(topics)
@@ -145,6 +146,7 @@ class ConsumerRunner:
         # One transaction for everything a poll returned (all partitions), instead of one per partition: fewer
         # round trips per record when many partitions each carry a few records. Offsets still commit after it.
         self._combine_partitions = combine_partitions
+        self._dead_letter_topic = dead_letter_topic or dlq_topic(group)
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -267,7 +269,7 @@ class ConsumerRunner:
             ("dlq.offset", str(record.offset).encode()),
             ("dlq.failed_at", datetime.now(UTC).isoformat().encode()),
         ]
-        await self._producer.send_and_wait(dlq_topic(self.group), value=record.value, key=record.key, headers=headers)
+        await self._producer.send_and_wait(self._dead_letter_topic, value=record.value, key=record.key, headers=headers)
         CONSUMED.labels(self.group, record.topic, "dead_lettered").inc()
         log = logger.error if kind == "unexpected" else logger.warning
         log(

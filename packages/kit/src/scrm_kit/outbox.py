@@ -6,6 +6,7 @@ the same transaction as its writes (``claim_new``), so a redelivered record chan
 """
 
 import asyncio
+import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     bindparam,
+    cast,
     delete,
     func,
     literal,
@@ -63,6 +65,7 @@ class OutgoingRecord:
     topic: str
     key: bytes
     value: bytes
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 async def enqueue(session: AsyncSession, table: Table, records: Iterable[OutgoingRecord]) -> None:
@@ -74,8 +77,13 @@ async def enqueue(session: AsyncSession, table: Table, records: Iterable[Outgoin
             func.unnest(bindparam("topics", [r.topic for r in rows], type_=ARRAY(Text))),
             func.unnest(bindparam("keys", [r.key for r in rows], type_=ARRAY(LargeBinary))),
             func.unnest(bindparam("values", [r.value for r in rows], type_=ARRAY(LargeBinary))),
+            cast(func.unnest(bindparam("headers", [_headers_json(r) for r in rows], type_=ARRAY(Text))), JSONB),
         )
-        await session.execute(table.insert().from_select(["topic", "key", "value"], columns))
+        await session.execute(table.insert().from_select(["topic", "key", "value", "headers"], columns))
+
+
+def _headers_json(record: OutgoingRecord) -> str | None:
+    return json.dumps(dict(record.headers)) if record.headers else None
 
 
 async def claim_new(
@@ -142,7 +150,7 @@ class OutboxRelay:
         async with self._sessions() as session, session.begin():
             rows = (
                 await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.value)
+                    select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
                     .order_by(t.c.id)
                     .limit(self._batch_size)
                     .with_for_update(skip_locked=True)
@@ -150,7 +158,12 @@ class OutboxRelay:
             ).all()
             if not rows:
                 return 0
-            futures = [await self._producer.send(r.topic, value=r.value, key=r.key) for r in rows]
+            futures = [
+                await self._producer.send(
+                    r.topic, value=r.value, key=r.key, headers=[(k, v.encode()) for k, v in (r.headers or {}).items()]
+                )
+                for r in rows
+            ]
             await asyncio.gather(*futures)
             await session.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
         for r in rows:

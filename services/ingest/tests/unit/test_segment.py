@@ -72,3 +72,15 @@ def test_batch_items_need_a_type_and_unknown_events_pass_through() -> None:
     )
     assert custom.event == "Viewed Lookbook"
     assert custom.properties == {"look": 3}
+
+
+def test_a_skew_correction_past_the_calendar_is_refused_naming_sent_at() -> None:
+    # found by the schemathesis fuzz: a device clock 2,000 years ahead made the correction overflow (a 500)
+    with pytest.raises(MessageError) as caught:
+        to_event(
+            order(timestamp="2000-01-01T00:00:00Z", sentAt="4026-01-01T00:00:00Z"),
+            tenant_id="t1",
+            kind="track",
+            received_at=NOW,
+        )
+    assert caught.value.field == "sentAt"

@@ -1,39 +1,89 @@
-"""The one place that builds the notify service's engine, producer, adapters, consumers and relay."""
+"""The one place that builds the notify service's engine, producer, adapters, consumers, scheduler and relay."""
 
 import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scrm_contracts import Topic
+from scrm_contracts import Topic, dlq_topic
 from scrm_kit.clock import Clock, SystemClock
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.kafka import ConsumerRunner, build_producer
 from scrm_kit.logging import configure_logging
 from scrm_kit.outbox import OutboxRelay
 from scrm_kit.runtime import Runtime
+from scrm_kit.scheduler import Periodic
+from scrm_notify.adapters.channels.base import ChannelAdapter
+from scrm_notify.adapters.channels.email import EmailAdapter
+from scrm_notify.adapters.channels.sms import SmsAdapter
+from scrm_notify.adapters.channels.tokens import TokenCache
+from scrm_notify.adapters.channels.webhook import WebhookAdapter
+from scrm_notify.adapters.channels.wechat_oa import WeChatOfficialAccountAdapter
+from scrm_notify.adapters.channels.wecom import WeComAdapter
 from scrm_notify.adapters.orm import outbox
-from scrm_notify.adapters.webhook import WebhookAdapter
 from scrm_notify.service.consume import NotifyConsumer
+from scrm_notify.service.directory import DirectoryConsumer
+from scrm_notify.service.pipeline import Pipeline
+from scrm_notify.service.tasks import TaskService
 from scrm_notify.settings import Settings
+
+
+def build_adapters(client: httpx.AsyncClient, clock: Clock, settings: Settings) -> dict[str, ChannelAdapter]:
+    """One adapter per channel, pointed at the providers' base URLs from settings."""
+    urls = settings.providers
+    tokens = TokenCache(clock)
+    adapters: list[ChannelAdapter] = [
+        WebhookAdapter(client, clock),
+        WeComAdapter(client, clock, urls.wecom, tokens),
+        WeChatOfficialAccountAdapter(client, clock, urls.wechat, tokens),
+        SmsAdapter(client, clock, urls.aliyun_sms, urls.tencent_sms),
+        EmailAdapter(client, clock, urls.sendgrid, settings.delivery.http_timeout_seconds),
+    ]
+    return {a.channel: a for a in adapters}
+
+
+def build_pipeline(
+    sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, clock: Clock, settings: Settings
+) -> Pipeline:
+    adapters = build_adapters(client, clock, settings)
+    return Pipeline(sessions, adapters, clock, settings.delivery, dlq_topic(settings.consumer_group))
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     configure_logging("notify", settings.log_level)
+    clock = clock or SystemClock()
     engine = build_engine(settings.db)
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-notify")
     runtime = Runtime(name="notify", engine=engine, sessions=sessions, producer=producer)
+    # httpcore scans its whole pool for every request: a pool sized to the send concurrency keeps that cheap.
+    limits = httpx.Limits(max_connections=settings.delivery.concurrency * 2)
+    client = httpx.AsyncClient(timeout=settings.delivery.http_timeout_seconds, limits=limits)
+    runtime.on_stop.append(client.aclose)
+    pipeline = build_pipeline(sessions, client, clock, settings)
     if "consumer" in settings.roles:
-        client = httpx.AsyncClient(timeout=settings.webhook_timeout_seconds)
-        runtime.workers.append(
+        runtime.workers += [
             ConsumerRunner(
                 settings=settings.kafka,
                 group=settings.consumer_group,
-                topics=[Topic.TOUCH_REQUESTS.value],
-                handler=NotifyConsumer(sessions, WebhookAdapter(client), clock or SystemClock()),
+                topics=[settings.requests_topic],
+                handler=NotifyConsumer(pipeline),
                 producer=producer,
-                max_records=100,
-            )
-        )
-        runtime.on_stop.append(client.aclose)
+                max_records=200,
+            ),
+            ConsumerRunner(
+                settings=settings.kafka,
+                group=settings.directory_group,
+                topics=[Topic.PROFILE_CHANGES.value],
+                handler=DirectoryConsumer(sessions, clock),
+                producer=producer,
+                dead_letter_topic=dlq_topic(settings.consumer_group),
+            ),
+        ]
+    if "scheduler" in settings.roles:
+        tasks = TaskService(sessions, clock)
+        runtime.workers += [
+            Periodic("notify-due-touches", pipeline.resume, settings.scheduler_interval_seconds, 200),
+            Periodic("notify-task-expiry", tasks.expire_due, 30.0, 200),
+        ]
     if "consumer" in settings.roles or "scheduler" in settings.roles:
         runtime.workers.append(OutboxRelay(sessions, outbox, producer))
     return runtime

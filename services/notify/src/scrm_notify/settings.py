@@ -1,8 +1,56 @@
+from pydantic import BaseModel, Field, model_validator
+
 from scrm_kit.settings import ServiceSettings
+
+
+class ProviderUrls(BaseModel):
+    """Base URLs of the channel providers (tests point them at local fakes)."""
+
+    wecom: str = "https://qyapi.weixin.qq.com/cgi-bin"
+    wechat: str = "https://api.weixin.qq.com/cgi-bin"
+    aliyun_sms: str = "https://dysmsapi.aliyuncs.com/"
+    tencent_sms: str = "https://sms.tencentcloudapi.com/"
+    sendgrid: str = "https://api.sendgrid.com"
+
+
+class DeliverySettings(BaseModel):
+    max_attempts: int = Field(default=6, ge=1, description="Sends tried before a touch is failed and dead-lettered")
+    backoff_base_seconds: float = 2.0
+    backoff_cap_seconds: float = 600.0
+    send_lease_seconds: float = 60.0
+    circuit_threshold: int = 5
+    circuit_cooldown_seconds: float = 30.0
+    rate_per_second: dict[str, float] = Field(
+        default_factory=lambda: {
+            "webhook": 5000.0,
+            "wecom": 150.0,
+            "wechat_oa": 100.0,
+            "sms_aliyun": 50.0,
+            "sms_tencent": 50.0,
+            "email_sendgrid": 100.0,
+            "email_smtp": 20.0,
+        },
+        description="Token-bucket rate per provider and replica",
+    )
+    concurrency: int = Field(default=16, ge=1, description="Customers sent to at once per batch (and HTTP connections)")
+    task_ttl_hours: float = 72.0
+    http_timeout_seconds: float = 10.0
+
+    @model_validator(mode="after")
+    def _lease_outlives_a_send(self) -> "DeliverySettings":
+        # A claim whose lease ran out is taken over; a send still in flight then would be repeated.
+        if self.send_lease_seconds < 2 * self.http_timeout_seconds:
+            raise ValueError("send_lease_seconds must be at least twice http_timeout_seconds")
+        return self
 
 
 class Settings(ServiceSettings):
     """Notify service settings (``SCRM_*`` environment variables)."""
 
     consumer_group: str = "notify"
+    directory_group: str = "notify-profile"
+    requests_topic: str = "touches.requests.v1"
     webhook_timeout_seconds: float = 5.0
+    scheduler_interval_seconds: float = 1.0
+    providers: ProviderUrls = Field(default_factory=ProviderUrls)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)

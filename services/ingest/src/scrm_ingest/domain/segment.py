@@ -72,7 +72,10 @@ def to_event(raw: Any, *, tenant_id: str, kind: MessageType | None, received_at:
         raise MessageError("event", "a track call needs an event name")
     occurred_at = message.timestamp or received_at
     if message.timestamp and message.sent_at:
-        occurred_at = received_at - (message.sent_at - message.timestamp)
+        try:
+            occurred_at = received_at - (message.sent_at - message.timestamp)
+        except OverflowError as exc:
+            raise MessageError("sentAt", "sentAt and timestamp are too far apart to correct the clock") from exc
     if occurred_at - received_at > MAX_FUTURE:
         raise MessageError("timestamp", "more than 24 hours in the future")
     semantic = properties_model(message.event) if message_type == "track" else None

@@ -1,0 +1,1 @@
+"""Channel adapters: one small class per provider, all with ``send(OutboundMessage) -> SendOutcome``."""

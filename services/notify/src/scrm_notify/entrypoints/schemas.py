@@ -1,0 +1,163 @@
+"""Request and response bodies of the notify API."""
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from scrm_notify.domain.policy import Channel
+
+
+class WebhookConfigIn(BaseModel):
+    url: str = Field(description="Where touches are POSTed")
+    secret: str | None = Field(default=None, description="HMAC signing secret; generated when omitted")
+
+
+class WebhookConfigOut(BaseModel):
+    channel: str
+    url: str
+    secret: str = Field(description="Whole only when notify generated it (shown once); masked otherwise")
+
+
+class ChannelConfigIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    settings: dict[str, str | int | bool] = Field(default_factory=dict)
+    secret: str | None = Field(default=None, description="Provider secret; omitted keeps the stored one")
+
+
+class ChannelConfigOut(BaseModel):
+    channel: str
+    url: str | None
+    settings: dict[str, Any]
+    secret: str = Field(description="Masked: never echoed back whole")
+    updated_at: datetime
+
+
+class ChannelList(BaseModel):
+    items: list[ChannelConfigOut]
+
+
+class TouchOut(BaseModel):
+    touch_key: str
+    customer_id: str
+    journey_id: str | None
+    channel: str | None
+    template_id: str
+    priority: str
+    status: str
+    reason_code: str | None
+    reason: str | None
+    attempts: int
+    provider_message_id: str | None
+    due_at: datetime | None
+    sent_at: datetime | None
+    requested_at: datetime
+    updated_at: datetime
+
+
+class TouchPage(BaseModel):
+    items: list[TouchOut]
+
+
+class ConsentOut(BaseModel):
+    channel: str
+    status: str
+    source: str
+    updated_at: datetime | None
+    reachable: bool
+
+
+class ConsentList(BaseModel):
+    customer_id: str
+    items: list[ConsentOut]
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    status: Literal["subscribed", "unsubscribed", "blocked"]
+    source: str = Field(default="api", max_length=100)
+
+
+class TaskOut(BaseModel):
+    task_id: str
+    touch_key: str
+    customer_id: str
+    journey_id: str | None
+    staff_id: str
+    title: str
+    suggested_words: str | None
+    status: str
+    claimed_by: str | None
+    outcome: str | None
+    note: str | None
+    due_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class TaskPage(BaseModel):
+    items: list[TaskOut]
+
+
+class ClaimIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    staff_id: str = Field(min_length=1, max_length=200)
+
+
+class CompleteIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    outcome: str = Field(min_length=1, max_length=100, description="e.g. reached, no_answer, visit_booked")
+    note: str | None = Field(default=None, max_length=2000)
+
+
+class StatRow(BaseModel):
+    key: str
+    status: str
+    count: int
+
+
+class TouchStats(BaseModel):
+    by_channel: list[StatRow]
+    by_reason: list[StatRow]
+
+
+class TemplateIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    channel: Channel | Literal["*"] = "*"
+    locale: str = Field(default="default", min_length=1, max_length=20)
+    body: str = Field(min_length=1, max_length=10_000)
+    subject: str | None = Field(default=None, max_length=500)
+    provider_template: str | None = Field(default=None, max_length=200)
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+class TemplateOut(TemplateIn):
+    template_id: str
+    updated_at: datetime
+
+
+class TemplateList(BaseModel):
+    items: list[TemplateOut]
+
+
+class PreviewIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str = Field(min_length=1)
+    channel: Channel | Literal["*"] = "*"
+    locale: str | None = None
+    customer_id: str | None = None
+    variables: dict[str, Any] = Field(default_factory=dict)
+    draft: TemplateIn | None = Field(default=None, description="Preview an unsaved template instead")
+
+
+class PreviewOut(BaseModel):
+    text: str
+    subject: str | None
+    provider_template: str | None
+    params: dict[str, str]

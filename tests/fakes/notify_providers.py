@@ -1,0 +1,244 @@
+"""Local fake providers on loopback that speak the providers' documented request and response shapes.
+
+One FastAPI app, one prefix per provider. Each provider has a script: a queue of answers to give before
+behaving normally (an errcode, an HTTP status, a delay), so tests drive busy, rate-limited, slow, expired-token
+and permanently-failing providers. Every request is recorded.
+"""
+
+import asyncio
+import base64
+import hashlib
+import hmac
+import itertools
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, quote
+
+import uvicorn
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+
+from scrm_notify.adapters.channels.webhook import verify
+
+SECRET = "fake-provider-secret-0123456789"
+
+
+@dataclass
+class Step:
+    code: Any = None
+    delay: float = 0.0
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Seen:
+    provider: str
+    path: str
+    body: Any
+    headers: dict[str, str]
+
+
+def _pct(value: str) -> str:
+    return quote(value, safe="~")
+
+
+class FakeProviders:
+    def __init__(self) -> None:
+        self.seen: list[Seen] = []
+        self.script: dict[str, list[Step]] = defaultdict(list)
+        self.tokens: set[str] = set()
+        self.webhook_accepted: dict[str, int] = defaultdict(int)
+        self.webhook_duplicates = 0
+        self.webhook_delay = 0.0
+        self._ids = itertools.count(1)
+        self.app = self._build()
+
+    def fail_next(self, provider: str, *steps: Step) -> None:
+        self.script[provider].extend(steps)
+
+    def of(self, provider: str) -> list[Seen]:
+        return [s for s in self.seen if s.provider == provider]
+
+    async def _step(self, provider: str) -> Step | None:
+        queue = self.script[provider]
+        step = queue.pop(0) if queue else None
+        if step is not None and step.delay:
+            await asyncio.sleep(step.delay)
+        return step
+
+    def expire_tokens(self) -> None:
+        self.tokens.clear()
+
+    def _token(self) -> dict[str, Any]:
+        token = f"tok-{next(self._ids)}"
+        self.tokens.add(token)
+        return {"errcode": 0, "errmsg": "ok", "access_token": token, "expires_in": 7200}
+
+    def _build(self) -> FastAPI:
+        app = FastAPI()
+        self._wecom(app)
+        self._wechat(app)
+        self._sms(app)
+        self._email_and_webhook(app)
+        return app
+
+    def _wecom(self, app: FastAPI) -> None:
+        @app.get("/wecom/gettoken")
+        async def gettoken(corpid: str, corpsecret: str) -> dict[str, Any]:
+            if corpsecret != SECRET:
+                return {"errcode": 40001, "errmsg": "invalid credential"}
+            return self._token()
+
+        @app.post("/wecom/{path:path}")
+        async def wecom(path: str, request: Request, access_token: str = "") -> dict[str, Any]:
+            body = await request.json()
+            self.seen.append(Seen("wecom", path, body, dict(request.headers)))
+            if access_token not in self.tokens:
+                return {"errcode": 42001, "errmsg": "access_token expired"}
+            step = await self._step("wecom")
+            if step is not None and step.code is not None:
+                return {"errcode": step.code, "errmsg": "scripted"}
+            if path == "message/send":
+                return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": f"app-{next(self._ids)}"}
+            return {"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": f"msg-{next(self._ids)}"}
+
+    def _wechat(self, app: FastAPI) -> None:
+        @app.post("/wechat/stable_token")
+        async def stable_token(request: Request) -> dict[str, Any]:
+            body = await request.json()
+            if body.get("secret") != SECRET or body.get("grant_type") != "client_credential":
+                return {"errcode": 40125, "errmsg": "invalid appsecret"}
+            return self._token()
+
+        sent_ids: dict[str, int] = {}
+
+        @app.post("/wechat/message/template/send")
+        async def template_send(request: Request, access_token: str = "") -> dict[str, Any]:
+            body = await request.json()
+            self.seen.append(Seen("wechat_oa", "message/template/send", body, dict(request.headers)))
+            if access_token not in self.tokens:
+                return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+            step = await self._step("wechat_oa")
+            if step is not None and step.code is not None:
+                return {"errcode": step.code, "errmsg": "scripted"}
+            msgid = sent_ids.setdefault(body["client_msg_id"], next(self._ids))  # WeChat dedupes client_msg_id
+            return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
+
+    def _sms(self, app: FastAPI) -> None:
+        @app.post("/aliyun/")
+        async def aliyun(request: Request) -> dict[str, Any]:
+            form = dict(parse_qsl((await request.body()).decode(), keep_blank_values=True))
+            self.seen.append(Seen("sms_aliyun", "SendSms", form, dict(request.headers)))
+            if self.webhook_delay:
+                await asyncio.sleep(self.webhook_delay)
+            signature = str(form.pop("Signature", ""))
+            canonical = "&".join(f"{_pct(k)}={_pct(str(v))}" for k, v in sorted(form.items()))
+            to_sign = f"POST&%2F&{_pct(canonical)}"
+            expected = base64.b64encode(hmac.new(f"{SECRET}&".encode(), to_sign.encode(), hashlib.sha1).digest())
+            if signature != expected.decode():
+                return {"Code": "SignatureDoesNotMatch", "Message": "Specified signature is not matched"}
+            step = await self._step("sms_aliyun")
+            if step is not None and step.code is not None:
+                return {"Code": step.code, "Message": "scripted", "RequestId": "r"}
+            return {"Code": "OK", "Message": "OK", "BizId": f"biz-{next(self._ids)}", "RequestId": "r"}
+
+        @app.post("/tencent/")
+        async def tencent(request: Request) -> dict[str, Any]:
+            body = await request.json()
+            self.seen.append(Seen("sms_tencent", "SendSms", body, dict(request.headers)))
+            if not request.headers.get("authorization", "").startswith("TC3-HMAC-SHA256 Credential="):
+                return {"Response": {"Error": {"Code": "AuthFailure.SignatureFailure", "Message": "bad"}}}
+            step = await self._step("sms_tencent")
+            code = step.code if step is not None and step.code is not None else "Ok"
+            if code.startswith("InternalError") or code.startswith("AuthFailure"):
+                return {"Response": {"Error": {"Code": code, "Message": "scripted"}, "RequestId": "r"}}
+            status = {
+                "SerialNo": f"sn-{next(self._ids)}",
+                "PhoneNumber": body["PhoneNumberSet"][0],
+                "Code": code,
+                "Message": "send success" if code == "Ok" else "scripted",
+                "SessionContext": body.get("SessionContext"),
+            }
+            return {"Response": {"SendStatusSet": [status], "RequestId": "r"}}
+
+    def _email_and_webhook(self, app: FastAPI) -> None:
+        @app.post("/sendgrid/v3/mail/send")
+        async def sendgrid(request: Request) -> Response:
+            body = await request.json()
+            self.seen.append(Seen("email_sendgrid", "mail/send", body, dict(request.headers)))
+            if request.headers.get("authorization") != f"Bearer {SECRET}":
+                return JSONResponse({"errors": [{"message": "unauthorized"}]}, status_code=401)
+            step = await self._step("email_sendgrid")
+            if step is not None and step.code is not None:
+                return JSONResponse({"errors": [{"message": "scripted"}]}, status_code=step.code, headers=step.headers)
+            return Response(status_code=202, headers={"X-Message-Id": f"sg-{next(self._ids)}"})
+
+        @app.post("/hook/{name}")
+        async def hook(name: str, request: Request) -> Response:
+            raw = await request.body()
+            key = request.headers.get("x-scrm-touch-key", "")
+            self.seen.append(Seen("webhook", name, raw, dict(request.headers)))
+            if self.webhook_delay:
+                await asyncio.sleep(self.webhook_delay)
+            step = await self._step("webhook")
+            if step is not None and step.code is not None:
+                return Response(status_code=step.code)
+            if not verify(SECRET, request.headers.get("x-scrm-signature", ""), raw):
+                return Response(status_code=401)
+            if self.webhook_accepted[key]:
+                self.webhook_duplicates += 1  # receivers dedupe on X-SCRM-Touch-Key, as the contract tells them
+            else:
+                self.webhook_accepted[key] += 1
+            return Response(status_code=200)
+
+
+async def serve(fake: FakeProviders, port: int) -> tuple[uvicorn.Server, "asyncio.Task[None]"]:
+    """Run the fake on loopback inside the current event loop."""
+    server = uvicorn.Server(uvicorn.Config(fake.app, host="127.0.0.1", port=port, log_level="warning", lifespan="off"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    return server, task
+
+
+class FakeSmtp(asyncio.Protocol):
+    """Just enough SMTP (RFC 5321) for the e-mail adapter: refuses recipients starting with ``bounce``."""
+
+    messages: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport: Any = transport
+        self.buffer = b""
+        self.in_data = False
+        self.transport.write(b"220 fake-smtp ESMTP\r\n")
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        while True:
+            if self.in_data:
+                end = self.buffer.find(b"\r\n.\r\n")
+                if end < 0:
+                    return
+                FakeSmtp.messages.append(self.buffer[:end])
+                self.buffer, self.in_data = self.buffer[end + 5 :], False
+                self.transport.write(b"250 2.0.0 queued\r\n")
+                continue
+            line_end = self.buffer.find(b"\r\n")
+            if line_end < 0:
+                return
+            line, self.buffer = self.buffer[:line_end], self.buffer[line_end + 2 :]
+            self.transport.write(self._answer(line.decode().upper(), line.decode()))
+
+    def _answer(self, command: str, raw: str) -> bytes:
+        if command.startswith(("EHLO", "HELO")):
+            return b"250 fake-smtp\r\n"
+        if command.startswith("RCPT TO:") and "<BOUNCE" in command:
+            return b"550 5.1.1 no such user\r\n"
+        if command.startswith("DATA"):
+            self.in_data = True
+            return b"354 go ahead\r\n"
+        if command.startswith("QUIT"):
+            self.transport.close()
+            return b"221 bye\r\n"
+        return b"250 ok\r\n"
