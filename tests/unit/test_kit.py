@@ -106,6 +106,20 @@ def test_the_cached_partitioner_places_every_key_where_kafkas_default_does() -> 
     assert cached(None, partitions, [3]) == 3
 
 
+def test_our_murmur2_is_kafkas_for_keys_of_every_length_and_byte() -> None:
+    import random
+
+    from aiokafka.partitioner import murmur2 as reference
+
+    from scrm_kit.kafka import murmur2
+
+    rng = random.Random(11)
+    keys = [bytes(rng.randrange(256) for _ in range(length)) for length in range(70) for _ in range(30)]
+    keys += ["租户:客户-1".encode(), b"\xff" * 9, b""]
+    for key in keys:
+        assert murmur2(key) == reference(key), key
+
+
 def test_a_lost_database_connection_is_a_503_and_other_database_errors_stay_500s() -> None:
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
