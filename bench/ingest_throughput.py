@@ -13,6 +13,7 @@ Run from the workspace root:  .venv/bin/python bench/ingest_throughput.py [--eve
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import platform
@@ -29,6 +30,7 @@ from typing import Any
 
 import httpx
 import orjson
+from _loadgen import open_loop, request_bytes
 
 from scrm_kit.kafka import build_producer
 from scrm_kit.settings import KafkaSettings
@@ -90,44 +92,13 @@ async def batch_api(url: str, write_key: str, events: int, concurrency: int) -> 
         return len(bodies) * 100 / (time.perf_counter() - started)
 
 
-async def track_latency(url: str, write_key: str, rate: float, seconds: float) -> dict[str, float]:
+async def track_latency(url: str, write_key: str, rate: float, seconds: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:8]
-    latencies: list[float] = []
-    failures: list[str] = []
-    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    # Waiting for a free connection is part of the latency a client sees, so the pool wait has no limit of its own.
-    timeout = httpx.Timeout(30, pool=None)
-    async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=timeout) as client:
-
-        async def one(i: int) -> None:
-            body = orjson.dumps(order(i, run))
-            started = time.perf_counter()
-            try:
-                answer = await client.post("/v1/track", content=body, headers={"Content-Type": "application/json"})
-            except httpx.HTTPError as exc:  # an overloaded server: count it, keep measuring the rest
-                failures.append(type(exc).__name__)
-                return
-            latencies.append(time.perf_counter() - started)
-            if answer.status_code != 200:
-                failures.append(str(answer.status_code))
-
-        tasks = []
-        begin = time.perf_counter()
-        total = int(rate * seconds)
-        for i in range(total):  # open loop: requests leave on schedule whether or not earlier ones returned
-            delay = begin + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(i)))
-        await asyncio.gather(*tasks)
-        achieved = total / (time.perf_counter() - begin)
-    ordered = sorted(latencies) or [float("inf")]
-    return {
-        "p50_ms": ordered[len(ordered) // 2] * 1000,
-        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
-        "achieved_rps": achieved,
-        "failed": len(failures),
-    }
+    basic = base64.b64encode(f"{write_key}:".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/json"}
+    bodies = [orjson.dumps(order(i, run)) for i in range(int(rate * seconds))]
+    requests = [request_bytes("POST", url, "/v1/track", headers, body) for body in bodies]
+    return (await open_loop(url, requests, rate)).summary()
 
 
 def import_rate(stack: Stack, tenant_id: str, rows: int, folder: Path) -> float:

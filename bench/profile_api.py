@@ -25,12 +25,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+from _loadgen import open_loop, request_bytes
 
 from scrm_stack.launcher import REPO_ROOT, Stack, StackConfig
 
@@ -98,45 +98,11 @@ async def store_customers(dsn: str, tenant: str, customers: int) -> float:
     return time.perf_counter() - started
 
 
-async def open_loop(url: str, token: str, refs: list[str], rate: float, seconds: float) -> dict[str, float]:
-    latencies: list[float] = []
-    failures: list[str] = []
-    limits = httpx.Limits(max_connections=100, max_keepalive_connections=100)
+async def get_latency(url: str, token: str, refs: list[str], rate: float) -> dict[str, Any]:
     headers = {"Authorization": f"Bearer {token}"}
-    timeout = httpx.Timeout(30, pool=None)  # waiting for a connection is latency the client sees
-    async with httpx.AsyncClient(base_url=url, headers=headers, limits=limits, timeout=timeout) as client:
-        for ref in refs[:50]:  # warm the connection pool and the server's caches
-            await client.get(f"/v1/customers/{ref}")
-
-        async def one(ref: str) -> None:
-            started = time.perf_counter()
-            try:
-                answer = await client.get(f"/v1/customers/{ref}")
-            except httpx.HTTPError as exc:
-                failures.append(type(exc).__name__)
-                return
-            latencies.append(time.perf_counter() - started)
-            if answer.status_code != 200:
-                failures.append(str(answer.status_code))
-
-        tasks = []
-        total = int(rate * seconds)
-        begin = time.perf_counter()
-        for i in range(total):  # open loop: requests leave on schedule whether or not earlier ones returned
-            delay = begin + i / rate - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            tasks.append(asyncio.create_task(one(refs[i % len(refs)])))
-        await asyncio.gather(*tasks)
-        achieved = total / (time.perf_counter() - begin)
-    ordered = sorted(latencies) or [float("inf")]
-    return {
-        "p50_ms": ordered[len(ordered) // 2] * 1000,
-        "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
-        "achieved_rps": achieved,
-        "failed": len(failures),
-        "failures": dict(Counter(failures)),
-    }
+    requests = [request_bytes("GET", url, f"/v1/customers/{ref}", headers) for ref in refs]
+    await open_loop(url, requests[:200], rate)  # warm the server's connections and caches
+    return (await open_loop(url, requests, rate)).summary()
 
 
 async def audience_seconds(url: str, token: str) -> tuple[float, int]:
@@ -191,11 +157,8 @@ def main() -> None:
     try:
         for _ in range(args.repeats):
             picks = [rng.randint(1, args.customers) for _ in range(int(args.rate * args.seconds))]
-            by_id = [f"cus_b{i}" for i in picks]
-            runs["by_id"].append(asyncio.run(open_loop(url, token, by_id, args.rate, args.seconds)))
-            runs["by_ref"].append(
-                asyncio.run(open_loop(url, token, [f"user_id:u{i}" for i in picks], args.rate, args.seconds))
-            )
+            runs["by_id"].append(asyncio.run(get_latency(url, token, [f"cus_b{i}" for i in picks], args.rate)))
+            runs["by_ref"].append(asyncio.run(get_latency(url, token, [f"user_id:u{i}" for i in picks], args.rate)))
             runs["audience"].append(asyncio.run(audience_seconds(url, token)))
             print({k: v[-1] for k, v in runs.items()}, file=sys.stderr)
     finally:
