@@ -96,30 +96,41 @@ async def resolve(session: AsyncSession, pairs: Iterable[Pair]) -> dict[Pair, st
     return {(t, merged): survivor for t, merged, survivor in rows}
 
 
+_INSERT = text(
+    """
+    INSERT INTO notify.touches AS t (tenant_id, touch_key, customer_id, journey_id, template_id, priority, status,
+                                     attempts, request, requested_at, updated_at)
+    SELECT u.tenant_id, u.touch_key, u.customer_id, u.journey_id, u.template_id, u.priority, 'received', 0,
+           CAST(u.request AS jsonb), u.requested_at, :now
+    FROM unnest(
+        CAST(:tenant_id AS text[]), CAST(:touch_key AS text[]), CAST(:customer_id AS text[]),
+        CAST(:journey_id AS text[]), CAST(:template_id AS text[]), CAST(:priority AS text[]),
+        CAST(:request AS text[]), CAST(:requested_at AS timestamptz[])
+    ) AS u(tenant_id, touch_key, customer_id, journey_id, template_id, priority, request, requested_at)
+    ON CONFLICT DO NOTHING
+    RETURNING t.tenant_id, t.touch_key
+    """
+)
+
+
 async def insert_received(
     session: AsyncSession, requests: Sequence[tuple[TouchRequest, str]], now: datetime
 ) -> set[Pair]:
     """Record new touches (status ``received``) in one statement; return the keys that were not there before."""
     if not requests:
         return set()
-    values = [
-        {
-            "tenant_id": r.tenant_id,
-            "touch_key": r.touch_key,
-            "customer_id": customer_id,
-            "journey_id": r.journey_id,
-            "template_id": r.template_id,
-            "priority": r.priority,
-            "status": "received",
-            "attempts": 0,
-            "request": r.model_dump(mode="json"),
-            "requested_at": r.requested_at,
-            "updated_at": now,
-        }
-        for r, customer_id in requests
-    ]
-    stmt = insert(TouchRow).values(values).on_conflict_do_nothing().returning(TouchRow.tenant_id, TouchRow.touch_key)
-    return {(t, k) for t, k in await session.execute(stmt)}
+    params = {
+        "tenant_id": [r.tenant_id for r, _ in requests],
+        "touch_key": [r.touch_key for r, _ in requests],
+        "customer_id": [customer_id for _, customer_id in requests],
+        "journey_id": [r.journey_id for r, _ in requests],
+        "template_id": [r.template_id for r, _ in requests],
+        "priority": [r.priority for r, _ in requests],
+        "request": [r.model_dump_json() for r, _ in requests],
+        "requested_at": [r.requested_at for r, _ in requests],
+        "now": now,
+    }
+    return {(t, k) for t, k in await session.execute(_INSERT, params)}
 
 
 async def lock_due(session: AsyncSession, keys: Sequence[Pair], now: datetime) -> list[TouchState]:
