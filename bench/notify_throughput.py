@@ -1,8 +1,8 @@
 """Notify throughput, two rows, each repeated and reported as the median with the machine's load:
 
-1. adapter path (no database): the gates, template rendering, HMAC signing and the webhook adapter (httpx, the
-   production code) against a local receiver in its own process; the per-touch CPU cost of notify's own code
-   and the HTTP hop.
+1. adapter path (no database): the gates, template rendering, HMAC signing and the webhook adapter (the service's
+   HTTP client as bootstrap builds it) against a local receiver in its own process, ``--concurrency`` sends at
+   once: the per-touch CPU cost of notify's own code and the HTTP hop.
 2. full delivery path: the production ``NotifyConsumer`` and ``Pipeline`` (built by ``bootstrap``) on a real
    PostgreSQL started here through the project's launcher: parse the records, record and gate each touch (caps,
    consent, quiet hours) and claim it in the database, render, sign and POST it to the same receiver, settle the
@@ -127,8 +127,7 @@ async def adapter_run(url: str, touches: int, concurrency: int) -> tuple[float, 
     for customer in customers:
         queue.put_nowait(customer)
     sent = 0
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+    async with _service_client(Settings()) as client:
         adapter = WebhookAdapter(client, FixedClock(NOW))
 
         async def worker() -> None:
