@@ -212,14 +212,14 @@ async def insert_tasks(session: AsyncSession, tasks: Sequence[dict[str, Any]]) -
 class GateContext:
     """Everything the gates read for a batch, loaded with one query per table; the customers are locked."""
 
-    customers: dict[Pair, CustomerRow | Any] = field(default_factory=dict)
+    customers: dict[Pair, CustomerRow] = field(default_factory=dict)
     views: dict[Pair, CustomerView] = field(default_factory=dict)
     erased: set[Pair] = field(default_factory=set)
     configs: dict[Pair, Credentials] = field(default_factory=dict)
     consents: dict[Pair, dict[str, ConsentRecord]] = field(default_factory=lambda: defaultdict(dict))
     history: dict[Pair, list[tuple[str, datetime, str]]] = field(default_factory=lambda: defaultdict(list))
     policies: dict[str, TenantPolicy] = field(default_factory=dict)
-    templates: dict[tuple[str, str], list[Any]] = field(default_factory=lambda: defaultdict(list))
+    templates: dict[tuple[str, str], list[TemplateRow]] = field(default_factory=lambda: defaultdict(list))
 
     def policy(self, tenant_id: str) -> TenantPolicy:
         found = self.policies.get(tenant_id)
@@ -242,16 +242,34 @@ class GateContext:
 
 
 async def load_context(
-    session: AsyncSession, customers: Iterable[Pair], template_ids: Iterable[tuple[str, str]], skip: set[Pair],
+    session: AsyncSession,
+    customers: Iterable[Pair],
+    template_ids: Iterable[tuple[str, str]],
+    skip: set[Pair],
     now: datetime,
-) -> GateContext:  # fmt: skip
-    """Load (and lock, in key order) the batch's customers and what the gates need about them.
+) -> GateContext:
+    """Load (and lock, in key order) the batch's customers and what the gates need about them, one query each.
 
     ``skip``: touches of this batch, left out of the send history (they are being decided now).
     """
     pairs = sorted(set(customers))
-    tenants = sorted({t for t, _ in pairs})
     ctx = GateContext()
+    await _customers(session, ctx, pairs)
+    await _tenant_settings(session, ctx, sorted({t for t, _ in pairs}))
+    known = list(ctx.customers)
+    if known:
+        await _consents_and_history(session, ctx, known, skip, now)
+    wanted = list(dict.fromkeys(template_ids))
+    if wanted:
+        stored = await session.execute(
+            select(TemplateRow).where(_pairs_in(TemplateRow.tenant_id, TemplateRow.template_id, wanted))
+        )
+        for tpl in stored.scalars():
+            ctx.templates[(tpl.tenant_id, tpl.template_id)].append(tpl)
+    return ctx
+
+
+async def _customers(session: AsyncSession, ctx: GateContext, pairs: list[Pair]) -> None:
     rows = await session.execute(
         select(CustomerRow)
         .where(_pairs_in(CustomerRow.tenant_id, CustomerRow.customer_id, pairs))
@@ -268,47 +286,45 @@ async def load_context(
                 _pairs_in(ErasedCustomerRow.tenant_id, ErasedCustomerRow.customer_id, unknown)
             )
         )
-        ctx.erased = {(t, c) for t, c in erased}
-    tenant_filter = bindparam("tenants", tenants, type_=ARRAY(Text))
-    for cfg in (
-        await session.execute(select(ChannelConfigRow).where(ChannelConfigRow.tenant_id == func.any(tenant_filter)))
-    ).scalars():
-        ctx.configs[(cfg.tenant_id, cfg.channel)] = Credentials(
-            settings=cfg.settings or {}, secret=cfg.secret, url=cfg.url
-        )
-    for policy in (
-        await session.execute(select(PolicyRow).where(PolicyRow.tenant_id == func.any(tenant_filter)))
-    ).scalars():
+        ctx.erased = {(tenant_id, customer_id) for tenant_id, customer_id in erased}
+
+
+async def _tenant_settings(session: AsyncSession, ctx: GateContext, tenants: list[str]) -> None:
+    """Channel configurations and policies of the batch's tenants."""
+    of_tenants = bindparam("tenants", tenants, type_=ARRAY(Text))
+    configs = await session.execute(select(ChannelConfigRow).where(ChannelConfigRow.tenant_id == func.any(of_tenants)))
+    for cfg in configs.scalars():
+        credentials = Credentials(settings=cfg.settings or {}, secret=cfg.secret, url=cfg.url)
+        ctx.configs[(cfg.tenant_id, cfg.channel)] = credentials
+    policies = await session.execute(select(PolicyRow).where(PolicyRow.tenant_id == func.any(of_tenants)))
+    for policy in policies.scalars():
         ctx.policies[policy.tenant_id] = TenantPolicy.model_validate(policy.policy)
-    known = list(ctx.customers)
-    if known:
-        consents = await session.execute(
-            select(ConsentRow).where(_pairs_in(ConsentRow.tenant_id, ConsentRow.customer_id, known))
+
+
+async def _consents_and_history(
+    session: AsyncSession, ctx: GateContext, known: list[Pair], skip: set[Pair], now: datetime
+) -> None:
+    """Explicit consents, and touches sent in the last 32 days (weekly caps and calendar-month limits)."""
+    consents = await session.execute(
+        select(ConsentRow).where(_pairs_in(ConsentRow.tenant_id, ConsentRow.customer_id, known))
+    )
+    for consent in consents.scalars():
+        record = ConsentRecord(consent.status, consent.source, consent.occurred_at)  # type: ignore[arg-type]
+        ctx.consents[(consent.tenant_id, consent.customer_id)][consent.channel] = record
+    sent = await session.execute(
+        select(
+            TouchRow.tenant_id,
+            TouchRow.customer_id,
+            TouchRow.touch_key,
+            TouchRow.channel,
+            TouchRow.sent_at,
+            TouchRow.priority,
+        ).where(
+            _pairs_in(TouchRow.tenant_id, TouchRow.customer_id, known),
+            TouchRow.sent_at > now - timedelta(days=32),
+            TouchRow.status.in_(COUNTED),
         )
-        for c in consents.scalars():
-            ctx.consents[(c.tenant_id, c.customer_id)][c.channel] = ConsentRecord(c.status, c.source, c.occurred_at)  # type: ignore[arg-type]
-        sent = await session.execute(
-            select(
-                TouchRow.tenant_id,
-                TouchRow.customer_id,
-                TouchRow.touch_key,
-                TouchRow.channel,
-                TouchRow.sent_at,
-                TouchRow.priority,
-            ).where(
-                _pairs_in(TouchRow.tenant_id, TouchRow.customer_id, known),
-                TouchRow.sent_at > now - timedelta(days=32),
-                TouchRow.status.in_(COUNTED),
-            )
-        )
-        for t, c, key, channel, sent_at, priority in sent:
-            if (t, key) not in skip:
-                ctx.history[(t, c)].append((channel or "", sent_at, priority))
-    wanted = list(dict.fromkeys(template_ids))
-    if wanted:
-        stored = await session.execute(
-            select(TemplateRow).where(_pairs_in(TemplateRow.tenant_id, TemplateRow.template_id, wanted))
-        )
-        for tpl in stored.scalars():
-            ctx.templates[(tpl.tenant_id, tpl.template_id)].append(tpl)
-    return ctx
+    )
+    for tenant_id, customer_id, touch_key, channel, sent_at, priority in sent:
+        if (tenant_id, touch_key) not in skip and sent_at is not None:
+            ctx.history[(tenant_id, customer_id)].append((channel or "", sent_at, priority))
