@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import httpx
 from aiokafka.structs import ConsumerRecord
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -29,6 +28,7 @@ from scrm_contracts import (
 from scrm_kit.clock import FixedClock
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.settings import DbSettings
+from scrm_notify.adapters.channels.http import build_client
 from scrm_notify.adapters.orm import StaffTaskRow, TouchRow
 from scrm_notify.bootstrap import build_pipeline
 from scrm_notify.service import channels
@@ -62,7 +62,8 @@ class NotifyHarness:
             ),
             delivery=DeliverySettings(**delivery),
         )
-        self.client = httpx.AsyncClient(timeout=2.0)
+        # The service's own HTTP client (its transport), with a short timeout for the slow-provider tests.
+        self.client = build_client(self.settings.delivery.concurrency, 2.0)
         self.pipeline: Pipeline = build_pipeline(sessions, self.client, self.clock, self.settings)
         self.directory = DirectoryConsumer(sessions, self.clock)
 

@@ -504,3 +504,23 @@ async def test_a_tenants_own_policy_replaces_the_defaults(notify: NotifyHarness)
     await notify.send(first, second)
     assert (await notify.touch(first.touch_key)).status == "sent"
     assert (await notify.touch(second.touch_key)).reason_code == "frequency_cap"  # its cap is 1 a day
+
+
+async def test_a_send_that_could_outlive_its_claim_is_not_started_but_retried(db_url: str, fake: FakeProviders) -> None:
+    # A 1 s timeout and a 2 s lease: once a slow first send has used 1.2 s of the chunk's claim, a second send
+    # could still be running when the lease ends (and the scheduler would take the touch over), so it waits.
+    async for h in harness(db_url, fake.url, http_timeout_seconds=1.0, send_lease_seconds=2.0):  # type: ignore[attr-defined]
+        await h.configure("webhook")
+        await h.customer("cus_lease")
+        fake.fail_next("webhook", Step(delay=1.2))
+        first = h.request("cus_lease", "webhook", priority="transactional")
+        second = h.request("cus_lease", "webhook", priority="transactional")
+        await h.send(first, second)
+        assert (await h.touch(first.touch_key)).status == "sent"
+        waiting = await h.touch(second.touch_key)
+        assert (waiting.status, waiting.attempts) == ("retrying", 0)
+        assert "lease" in (waiting.reason or "")
+        assert fake.webhook_accepted[second.touch_key] == 0
+        await h.tick(timedelta(seconds=3))
+        assert (await h.touch(second.touch_key)).status == "sent"
+        assert fake.webhook_accepted[second.touch_key] == 1

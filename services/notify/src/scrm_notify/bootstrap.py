@@ -13,6 +13,7 @@ from scrm_kit.runtime import Runtime
 from scrm_kit.scheduler import Periodic
 from scrm_notify.adapters.channels.base import ChannelAdapter
 from scrm_notify.adapters.channels.email import EmailAdapter
+from scrm_notify.adapters.channels.http import build_client
 from scrm_notify.adapters.channels.sms import SmsAdapter
 from scrm_notify.adapters.channels.tokens import TokenCache
 from scrm_notify.adapters.channels.webhook import WebhookAdapter
@@ -54,9 +55,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-notify")
     runtime = Runtime(name="notify", engine=engine, sessions=sessions, producer=producer)
-    # httpcore scans its whole pool for every request: a pool sized to the send concurrency keeps that cheap.
-    limits = httpx.Limits(max_connections=settings.delivery.concurrency * 2)
-    client = httpx.AsyncClient(timeout=settings.delivery.http_timeout_seconds, limits=limits)
+    client = build_client(settings.delivery.concurrency, settings.delivery.http_timeout_seconds)
     runtime.on_stop.append(client.aclose)
     pipeline = build_pipeline(sessions, client, clock, settings)
     if "consumer" in settings.roles:

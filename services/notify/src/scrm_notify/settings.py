@@ -33,6 +33,12 @@ class DeliverySettings(BaseModel):
         description="Token-bucket rate per provider and replica",
     )
     concurrency: int = Field(default=16, ge=1, description="Customers sent to at once per batch (and HTTP connections)")
+    claim_batch: int = Field(
+        default=32,
+        ge=1,
+        description="Touches recorded, gated and claimed in one transaction, sent, then settled in one; "
+        "also the most touches a crash can leave claimed and unsettled",
+    )
     task_ttl_hours: float = 72.0
     http_timeout_seconds: float = 10.0
 

@@ -9,7 +9,7 @@ from scrm_notify.adapters.channels.base import Credentials
 from scrm_notify.adapters.orm import ChannelConfigRow, PolicyRow, TemplateRow, TouchRow
 from scrm_notify.domain.gates import History
 from scrm_notify.domain.policy import TenantPolicy
-from scrm_notify.domain.templates import ANY_CHANNEL, BUILT_IN_TEMPLATES, DEFAULT_LOCALE, TemplateSource
+from scrm_notify.domain.templates import ANY_CHANNEL, DEFAULT_LOCALE, TemplateSource, built_in
 
 COUNTED = ("sending", "sent", "delivered", "opened", "clicked", "replied")
 
@@ -56,7 +56,7 @@ async def template(
     if ranked:
         best = ranked[0]
         return TemplateSource(best.body, best.subject, best.provider_template, dict(best.params or {}))
-    return BUILT_IN_TEMPLATES.get(template_id)
+    return built_in(template_id, channel, locale)
 
 
 def due_filter(now: datetime):  # type: ignore[no-untyped-def]

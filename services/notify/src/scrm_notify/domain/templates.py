@@ -13,6 +13,8 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
+from scrm_notify.domain.builtin_templates import COPY, SMS_OPT_OUT
+
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 ANY_CHANNEL = "*"
 DEFAULT_LOCALE = "default"
@@ -32,13 +34,6 @@ class RenderedMessage:
     subject: str | None = None
     provider_template: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
-
-
-BUILT_IN_TEMPLATES: dict[str, TemplateSource] = {
-    "welcome": TemplateSource(
-        "Thank you for your first order! We are glad to have you with us. (customer {{ customer_id }})"
-    ),
-}
 
 
 class TemplateFailure(Exception):
@@ -77,9 +72,47 @@ def render_source(template_id: str, source: TemplateSource, variables: Mapping[s
     )
 
 
-def render(template_id: str, variables: Mapping[str, Any]) -> str:
+def _built_in_sources(copy: Mapping[str, tuple[str, str]]) -> dict[tuple[str, str], TemplateSource]:
+    sources: dict[tuple[str, str], TemplateSource] = {}
+    for locale, (subject, body) in copy.items():
+        sources[(ANY_CHANNEL, locale)] = TemplateSource(body)
+        sources[("email", locale)] = TemplateSource(body, subject=subject)
+        separator = "" if locale == DEFAULT_LOCALE else " "
+        sources[("sms", locale)] = TemplateSource(f"{body}{separator}{SMS_OPT_OUT[locale]}")
+    return sources
+
+
+# template id -> (channel, locale) -> source: the playbooks' default copy (see ``builtin_templates``).
+BUILT_IN_TEMPLATES: dict[str, dict[tuple[str, str], TemplateSource]] = {
+    template_id: _built_in_sources(copy) for template_id, copy in COPY.items()
+}
+
+
+def _locales(locale: str | None) -> list[str]:
+    """``en-US`` -> ``en-US``, ``en``, ``default``; ``zh-CN`` (or none) falls to the Chinese default."""
+    found = [loc for loc in (locale, locale.split("-", 1)[0] if locale else None) if loc]
+    return [*dict.fromkeys([*found, DEFAULT_LOCALE])]
+
+
+def built_in(template_id: str, channel: str = ANY_CHANNEL, locale: str | None = None) -> TemplateSource | None:
+    """The default copy of a template id on a channel: requested locale before the default, then exact channel
+    before any channel."""
+    variants = BUILT_IN_TEMPLATES.get(template_id)
+    if variants is None:
+        return None
+    for loc in _locales(locale):
+        for ch in (channel, ANY_CHANNEL):
+            source = variants.get((ch, loc))
+            if source is not None:
+                return source
+    return None
+
+
+def render(
+    template_id: str, variables: Mapping[str, Any], channel: str = ANY_CHANNEL, locale: str | None = None
+) -> str:
     """Render a built-in template's body."""
-    source = BUILT_IN_TEMPLATES.get(template_id)
+    source = built_in(template_id, channel, locale)
     if source is None:
         raise TemplateFailure(f"unknown template {template_id!r}")
     return render_source(template_id, source, variables).text

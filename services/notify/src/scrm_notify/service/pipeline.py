@@ -1,38 +1,65 @@
 """Deliver touches: intake from ``touches.requests.v1``, gates, claim, send, settle; and the scheduler's wake-up
 of held, deferred and retrying touches (``FOR UPDATE SKIP LOCKED``, so replicas never double-fire).
 
-Exactly-once effect: the touch row (tenant, ``touch_key``) is the idempotency record. A touch is claimed
-(status ``sending``, with a lease) in the database *before* the provider is called, and settled only by the
+Exactly-once effect: the touch row (tenant, ``touch_key``) is the idempotency record. Touches are claimed
+(status ``sending``, with a lease) in the database *before* a provider is called, and settled only by the
 process holding that claim. A redelivered request finds the row and does nothing. The residual window: a crash
-after the provider accepted the message and before the settle commits. When the lease runs out, providers that
+after a provider accepted a message and before the settle commits. When the lease runs out, providers that
 dedupe on our key (webhook ``X-SCRM-Touch-Key``, WeChat ``client_msg_id``) get the same key again; for the
 others (SMS, e-mail, WeCom mass messages) the touch is failed as ``outcome_unknown`` instead of risking a
 second message.
+
+Work goes in chunks of ``claim_batch`` touches: one transaction records and gates the chunk and claims what is
+to be sent, the claimed touches are sent side by side (``concurrency`` customers at once, each customer's in
+order), and one transaction settles them all. A chunk is settled before the next is claimed, so a crash leaves
+at most one chunk claimed and unsettled.
 """
 
 import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import select
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import TouchRequest
 from scrm_kit.clock import Clock
-from scrm_notify.adapters import directory, touches
+from scrm_notify.adapters import touch_batch, touches
 from scrm_notify.adapters.channels.base import ChannelAdapter
 from scrm_notify.adapters.orm import TouchRow
+from scrm_notify.adapters.touch_batch import TouchState
 from scrm_notify.domain.delivery import CircuitBreaker, SendOutcome, TokenBucket
 from scrm_notify.service import gating
-from scrm_notify.service.gating import Claimed
-from scrm_notify.service.settle import settle
+from scrm_notify.service.gating import Claimed, Effects
+from scrm_notify.service.settle import Settlement, settle
 from scrm_notify.settings import DeliverySettings
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
+DEADLOCK = "40P01"
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _first_of_each(requests: Sequence[TouchRequest]) -> list[TouchRequest]:
+    """A request redelivered within one batch is the same touch: keep its first copy."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for request in requests:
+        key = (request.tenant_id, request.touch_key)
+        if key not in seen:
+            seen.add(key)
+            unique.append(request)
+    return unique
 
 
 class Pipeline:
@@ -53,98 +80,112 @@ class Pipeline:
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
 
     async def handle(self, requests: Sequence[TouchRequest]) -> None:
-        """Touches of one customer in order; customers side by side (bounded)."""
-        by_customer: dict[tuple[str, str], list[TouchRequest]] = defaultdict(list)
-        for request in requests:
-            by_customer[(request.tenant_id, request.customer_id)].append(request)
-        limit = asyncio.Semaphore(self._delivery.concurrency)
+        """Record, gate, send and settle a batch of requests, chunk by chunk; a request seen before is left alone."""
+        unique = _first_of_each(requests)
+        for chunk in _chunks(unique, self._delivery.claim_batch):
+            await self._deliver(await self._retry_deadlock(partial(self._intake, chunk)))
 
-        async def run(group: list[TouchRequest]) -> None:
-            async with limit:
-                for request in group:
-                    claimed = await self.intake(request)
-                    if claimed is not None:
-                        await self.dispatch(claimed)
-
-        outcomes = await asyncio.gather(*(run(g) for g in by_customer.values()), return_exceptions=True)
-        for outcome in outcomes:
-            if isinstance(outcome, BaseException):
-                raise outcome
-
-    async def intake(self, request: TouchRequest) -> Claimed | None:
-        """Record the touch and run the gates in one transaction; a touch seen before is left alone."""
+    async def _intake(self, requests: Sequence[TouchRequest]) -> list[Claimed]:
+        """Record the chunk's touches and run the gates, in one transaction."""
         now = self._clock.now()
         async with self._sessions() as session, session.begin():
-            customer_id = await directory.resolve(session, request.tenant_id, request.customer_id)
-            inserted = await session.execute(
-                insert(TouchRow)
-                .values(
-                    tenant_id=request.tenant_id,
-                    touch_key=request.touch_key,
-                    customer_id=customer_id,
-                    journey_id=request.journey_id,
-                    template_id=request.template_id,
-                    priority=request.priority,
-                    status="received",
-                    attempts=0,
-                    request=request.model_dump(mode="json"),
-                    requested_at=request.requested_at,
-                    updated_at=now,
-                )
-                .on_conflict_do_nothing()
-                .returning(TouchRow.touch_key)
-            )
-            if inserted.first() is None:
-                return None
-            touch = await session.get(TouchRow, (request.tenant_id, request.touch_key))
-            assert touch is not None
-            return await gating.gate(session, touch, request, now, self._delivery)
+            survivors = await touch_batch.resolve(session, ((r.tenant_id, r.customer_id) for r in requests))
+            resolved = [(r, survivors.get((r.tenant_id, r.customer_id), r.customer_id)) for r in requests]
+            fresh = await touch_batch.insert_received(session, resolved, now)
+            items = [
+                (
+                    TouchState(
+                        r.tenant_id,
+                        r.touch_key,
+                        customer_id,
+                        r.journey_id,
+                        r.template_id,
+                        r.priority,
+                        "received",
+                        request=None,
+                        updated_at=now,
+                    ),
+                    r,
+                )  # fmt: skip
+                for r, customer_id in resolved
+                if (r.tenant_id, r.touch_key) in fresh
+            ]
+            if not items:
+                return []
+            return await gating.gate_batch(session, items, now, self._delivery)
 
     async def resume(self, batch_size: int = 200) -> int:
-        """Wake due touches (one short transaction each, rows taken with SKIP LOCKED); return how many."""
+        """Wake due touches (taken with SKIP LOCKED, chunk by chunk), send and settle them; return how many."""
         now = self._clock.now()
         async with self._sessions() as session:
-            due = (
-                await session.execute(
+            due = [
+                (t, k)
+                for t, k in await session.execute(
                     select(TouchRow.tenant_id, TouchRow.touch_key)
                     .where(touches.due_filter(now))
                     .order_by(TouchRow.due_at)
                     .limit(batch_size)
                 )
-            ).all()
-        claimed: list[Claimed] = []
-        for tenant_id, touch_key in due:
-            woken = await self._wake(tenant_id, touch_key, now)
-            if woken is not None:
-                claimed.append(woken)
-        await asyncio.gather(*(self.dispatch(c) for c in claimed))
+            ]
+        for chunk in _chunks(due, self._delivery.claim_batch):
+            await self._deliver(await self._retry_deadlock(partial(self._wake, chunk, now)))
         return len(due)
 
-    async def _wake(self, tenant_id: str, touch_key: str, now: datetime) -> Claimed | None:
+    async def _wake(self, keys: Sequence[tuple[str, str]], now: datetime) -> list[Claimed]:
         async with self._sessions() as session, session.begin():
-            touch = (
-                await session.execute(
-                    select(TouchRow)
-                    .where(TouchRow.tenant_id == tenant_id, TouchRow.touch_key == touch_key, touches.due_filter(now))
-                    .with_for_update(skip_locked=True)
-                )
-            ).scalar_one_or_none()
-            if touch is None or touch.request is None:
-                return None
-            if touch.status == "sending" and not getattr(self._adapters.get(touch.channel or ""), "dedupes", False):
-                await gating.fail(
-                    session,
-                    touch,
-                    "outcome_unknown",
-                    "interrupted while sending; not retried to avoid a second message",
-                    now,
-                )
-                return None
-            touch.status, touch.sent_at = "retrying", None
-            return await gating.gate(session, touch, TouchRequest.model_validate(touch.request), now, self._delivery)
+            woken = await touch_batch.lock_due(session, keys, now)
+            effects = Effects()
+            interrupted: list[TouchState] = []
+            items: list[tuple[TouchState, TouchRequest]] = []
+            for touch in woken:
+                if touch.request is None:
+                    continue
+                if touch.status == "sending" and not getattr(self._adapters.get(touch.channel or ""), "dedupes", False):
+                    reason = "interrupted while sending; not retried to avoid a second message"
+                    gating.fail(touch, "outcome_unknown", reason, now, effects)
+                    interrupted.append(touch)
+                    continue
+                touch.status, touch.sent_at, touch.updated_at = "retrying", None, now
+                items.append((touch, TouchRequest.model_validate(touch.request)))
+            return await gating.gate_batch(session, items, now, self._delivery, effects, interrupted)
 
-    async def dispatch(self, claimed: Claimed) -> None:
-        """Send through the channel's adapter, behind its circuit breaker and token bucket, then settle."""
+    async def _retry_deadlock(self, work: Callable[[], Awaitable[T]]) -> T:
+        """Run a batch transaction again if Postgres chose it as a deadlock victim (it was rolled back whole)."""
+        for attempt in range(3):
+            try:
+                return await work()
+            except DBAPIError as exc:
+                if getattr(exc.orig, "sqlstate", None) != DEADLOCK or attempt == 2:
+                    raise
+                logger.warning("deadlock on a touch batch; trying again")
+                await asyncio.sleep(0.05 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def _deliver(self, claimed: Sequence[Claimed]) -> None:
+        """Send the claimed touches (customers side by side, each customer's in order), then settle them at once."""
+        if not claimed:
+            return
+        claimed_at = time.monotonic()
+        by_customer: dict[tuple[str, str], list[Claimed]] = defaultdict(list)
+        for c in claimed:
+            by_customer[(c.tenant_id, c.outbound.customer_id)].append(c)
+        limit = asyncio.Semaphore(self._delivery.concurrency)
+        settled: list[Settlement] = []
+
+        async def run(group: list[Claimed]) -> None:
+            async with limit:
+                for c in group:
+                    settled.append(await self.dispatch(c, claimed_at))
+
+        outcomes = await asyncio.gather(*(run(g) for g in by_customer.values()), return_exceptions=True)
+        # Settle what was sent even if one send raised, so no claim is left to run out its lease needlessly.
+        await settle(self._sessions, settled, self._clock, self._delivery, self._dead_letter_topic)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+
+    async def dispatch(self, claimed: Claimed, claimed_at: float) -> Settlement:
+        """Send through the channel's adapter, behind its circuit breaker and token bucket."""
         adapter = self._adapters[claimed.outbound.channel]
         provider = adapter.provider(claimed.outbound.credentials)
         delivery = self._delivery
@@ -152,26 +193,24 @@ class Pipeline:
             (claimed.tenant_id, provider),
             CircuitBreaker(delivery.circuit_threshold, timedelta(seconds=delivery.circuit_cooldown_seconds)),
         )
-        bucket = self._buckets.setdefault(
-            provider,
-            TokenBucket(delivery.rate_per_second.get(provider, 50.0), delivery.rate_per_second.get(provider, 50.0)),
-        )
+        rate = delivery.rate_per_second.get(provider, 50.0)
+        bucket = self._buckets.setdefault(provider, TokenBucket(rate, rate))
         now = self._clock.now()
         if not breaker.allows(now):
-            outcome = SendOutcome("retryable", f"{provider} circuit open", retry_at=breaker.open_until)
-            return await settle(
-                self._sessions, claimed, outcome, self._clock, delivery, self._dead_letter_topic, counted=False
+            return Settlement(
+                claimed, SendOutcome("retryable", f"{provider} circuit open", retry_at=breaker.open_until), False
             )
+        # A send must end before the claim's lease does, or the scheduler could take the touch over mid-send.
+        if time.monotonic() - claimed_at + delivery.http_timeout_seconds > delivery.send_lease_seconds:
+            return Settlement(claimed, SendOutcome("retryable", "claim lease ran short; not sent", retry_at=now), False)
         wait = bucket.take(time.monotonic())
         if wait > 1.0:
-            outcome = SendOutcome("retryable", f"{provider} rate limit", retry_at=now + timedelta(seconds=wait))
-            return await settle(
-                self._sessions, claimed, outcome, self._clock, delivery, self._dead_letter_topic, counted=False
-            )
+            retry_at = now + timedelta(seconds=wait)
+            return Settlement(claimed, SendOutcome("retryable", f"{provider} rate limit", retry_at=retry_at), False)
         if wait > 0:
             await asyncio.sleep(wait)
         outcome = await adapter.send(claimed.outbound)
         breaker.record(outcome, self._clock.now())
         if outcome.kind != "ok":
             logger.info("send %s", outcome.kind, extra={"touch_key": claimed.touch_key, "reason": outcome.reason})
-        await settle(self._sessions, claimed, outcome, self._clock, delivery, self._dead_letter_topic)
+        return Settlement(claimed, outcome)

@@ -1,56 +1,74 @@
-"""Settle a claimed send: record the provider's answer on the touch and publish the outcome, in one transaction.
+"""Settle claimed sends: record each provider answer on its touch and publish the outcomes, for a whole batch in
+one transaction (the touches locked in key order, written back with one statement, results enqueued once).
 
 Only the claim holder settles (status ``sending`` and the same attempt number); a claim that ran out and was
 taken over is left to its new holder.
 """
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import TouchStatus, record_key
 from scrm_kit.clock import Clock
 from scrm_kit.outbox import OutgoingRecord, enqueue
-from scrm_notify.adapters import directory
-from scrm_notify.adapters.orm import TouchRow, outbox
+from scrm_notify.adapters import directory, touch_batch
+from scrm_notify.adapters.orm import outbox
+from scrm_notify.adapters.touch_batch import TouchState
 from scrm_notify.domain.delivery import SendOutcome, backoff
-from scrm_notify.service import results
-from scrm_notify.service.gating import Claimed, fail
+from scrm_notify.service.gating import Claimed, Effects, fail
 from scrm_notify.settings import DeliverySettings
+
+
+@dataclass(frozen=True, slots=True)
+class Settlement:
+    """A claimed touch and what became of its send; ``counted`` False when it never reached the provider."""
+
+    claimed: Claimed
+    outcome: SendOutcome
+    counted: bool = True
 
 
 async def settle(
     sessions: async_sessionmaker[AsyncSession],
-    claimed: Claimed,
-    outcome: SendOutcome,
+    settlements: Sequence[Settlement],
     clock: Clock,
     delivery: DeliverySettings,
     dead_letter_topic: str,
-    counted: bool = True,
 ) -> None:
+    if not settlements:
+        return
     now = clock.now()
     async with sessions() as session, session.begin():
-        touch = (
-            await session.execute(
-                select(TouchRow)
-                .where(
-                    TouchRow.tenant_id == claimed.tenant_id,
-                    TouchRow.touch_key == claimed.touch_key,
-                    TouchRow.attempts == claimed.attempt,
-                )
-                .with_for_update()
+        held = await touch_batch.lock_claims(
+            session, [(s.claimed.tenant_id, s.claimed.touch_key, s.claimed.attempt) for s in settlements]
+        )
+        effects = Effects()
+        revoked: list[tuple[TouchState, str]] = []
+        changed: list[TouchState] = []
+        for item in settlements:
+            touch = held.get((item.claimed.tenant_id, item.claimed.touch_key))
+            if touch is None or not _still_ours(touch, item.outcome):
+                continue
+            if not item.counted or item.outcome.kind == "deferred":
+                touch.attempts -= 1
+            touch.updated_at = now
+            _apply(touch, item.outcome, now, delivery, dead_letter_topic, effects)
+            if item.outcome.kind == "permanent" and item.outcome.revoke and touch.channel:
+                revoked.append((touch, item.outcome.revoke))
+            changed.append(touch)
+        await touch_batch.write(session, changed)
+        for touch, status in revoked:
+            await directory.record_consent(
+                session, touch.tenant_id, touch.customer_id, touch.channel or "", status, "provider", now
             )
-        ).scalar_one_or_none()
-        if touch is None or not _still_ours(touch, outcome):
-            return
-        if not counted or outcome.kind == "deferred":
-            touch.attempts -= 1
-        touch.updated_at = now
-        await _apply(session, touch, outcome, now, delivery, dead_letter_topic)
+        await enqueue(session, outbox, effects.records)
 
 
-def _still_ours(touch: TouchRow, outcome: SendOutcome) -> bool:
+def _still_ours(touch: TouchState, outcome: SendOutcome) -> bool:
     """The claim holds; or its lease ran out and the touch was failed as ``outcome_unknown``, which a late
     success corrects (the provider did accept it)."""
     if touch.status == "sending":
@@ -58,33 +76,29 @@ def _still_ours(touch: TouchRow, outcome: SendOutcome) -> bool:
     return outcome.kind == "ok" and touch.status == "failed" and touch.reason_code == "outcome_unknown"
 
 
-async def _apply(
-    session: AsyncSession,
-    touch: TouchRow,
+def _apply(
+    touch: TouchState,
     outcome: SendOutcome,
     now: datetime,
     delivery: DeliverySettings,
     dead_letter_topic: str,
+    effects: Effects,
 ) -> None:
     if outcome.kind == "ok":
         touch.status, touch.due_at, touch.provider_message_id = "sent", None, outcome.provider_message_id
         touch.reason_code = touch.reason = None
         touch.sent_at = touch.sent_at or now
-        await results.publish(session, touch, TouchStatus.SENT, now)
+        effects.publish(touch, TouchStatus.SENT, now)
     elif outcome.kind == "permanent":
-        await fail(session, touch, "permanent_error", outcome.reason or "rejected by the provider", now)
-        if outcome.revoke and touch.channel:
-            await directory.record_consent(
-                session, touch.tenant_id, touch.customer_id, touch.channel, outcome.revoke, "provider", now
-            )
+        fail(touch, "permanent_error", outcome.reason or "rejected by the provider", now, effects)
     elif outcome.kind == "deferred":
         touch.status, touch.sent_at, touch.due_at = "deferred", None, outcome.retry_at or now
         touch.reason_code, touch.reason = "provider_deferred", outcome.reason
         suffix = f":{int(touch.due_at.timestamp())}"
-        await results.publish(session, touch, TouchStatus.DEFERRED, now, outcome.reason, event_suffix=suffix)
+        effects.publish(touch, TouchStatus.DEFERRED, now, outcome.reason, event_suffix=suffix)
     elif touch.attempts >= delivery.max_attempts:
-        await fail(session, touch, "retries_exhausted", f"{touch.attempts} attempts; last: {outcome.reason}", now)
-        await _dead_letter(session, touch, outcome, dead_letter_topic)
+        fail(touch, "retries_exhausted", f"{touch.attempts} attempts; last: {outcome.reason}", now, effects)
+        effects.records.append(_dead_letter(touch, outcome, dead_letter_topic))
     else:
         touch.status, touch.sent_at = "retrying", None
         touch.reason_code, touch.reason = outcome.kind, outcome.reason
@@ -92,16 +106,11 @@ async def _apply(
         touch.due_at = max(retry_at, outcome.retry_at) if outcome.retry_at else retry_at
 
 
-async def _dead_letter(session: AsyncSession, touch: TouchRow, outcome: SendOutcome, topic: str) -> None:
-    import orjson
-
+def _dead_letter(touch: TouchState, outcome: SendOutcome, topic: str) -> OutgoingRecord:
     headers = (
         ("dlq.reason", f"retries exhausted: {outcome.reason}"[:2000]),
         ("dlq.kind", "retries_exhausted"),
         ("dlq.group", "notify"),
         ("dlq.touch_key", touch.touch_key),
     )
-    value = orjson.dumps(touch.request)
-    await enqueue(
-        session, outbox, [OutgoingRecord(topic, record_key(touch.tenant_id, touch.customer_id), value, headers)]
-    )
+    return OutgoingRecord(topic, record_key(touch.tenant_id, touch.customer_id), orjson.dumps(touch.request), headers)

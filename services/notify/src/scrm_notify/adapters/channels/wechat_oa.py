@@ -60,17 +60,19 @@ class WeChatOfficialAccountAdapter:
 
     async def send(self, outbound: OutboundMessage) -> SendOutcome:
         message = outbound.message
+        # The shop's template names the approved WeChat template; else the channel's default ``template_id``.
+        template_id = message.provider_template or outbound.credentials.settings.get("template_id")
         body: dict[str, Any] = {
             "touser": outbound.address,
-            "template_id": message.provider_template,
+            "template_id": template_id,
             "client_msg_id": outbound.touch_key,
             "data": {k: {"value": v} for k, v in (message.params or {"content": message.text}).items()},
         }
         try:
             appid = outbound.credentials.require("appid")
             key = (self._base, appid, outbound.credentials.secret)
-            if not message.provider_template:
-                raise MissingSetting("provider_template on the template")
+            if not template_id:
+                raise MissingSetting("provider_template on the template (or template_id in the channel settings)")
             stale: str | None = None
             for _ in range(2):
                 token = await self._tokens.get(key, lambda: self._fetch(appid, outbound.credentials.secret), stale)
