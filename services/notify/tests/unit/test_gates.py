@@ -40,7 +40,9 @@ def sent(*items: tuple[str, datetime]) -> History:
 def test_erased_customer_is_suppressed_and_unknown_one_is_held_until_the_grace_ends() -> None:
     assert decide(ask("sms"), None, True, {}, History(), OPEN, NOON_SHANGHAI).reason_code == "customer_erased"
     held = decide(ask("sms"), None, False, {}, History(), OPEN, NOON_SHANGHAI)
-    assert held.verdict == "held" and held.until == NOON_SHANGHAI + timedelta(seconds=120)
+    assert held.verdict == "held" and held.until == NOON_SHANGHAI + timedelta(seconds=2), "looked at again soon"
+    last = decide(ask("sms"), None, False, {}, History(), OPEN, NOON_SHANGHAI + timedelta(seconds=119))
+    assert last.verdict == "held" and last.until == NOON_SHANGHAI + timedelta(seconds=120), "never past the grace"
     late = decide(ask("sms"), None, False, {}, History(), OPEN, NOON_SHANGHAI + timedelta(minutes=3))
     assert (late.verdict, late.reason_code) == ("suppressed", "customer_unknown")
 

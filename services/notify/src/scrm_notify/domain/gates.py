@@ -21,6 +21,9 @@ from scrm_notify.domain.policy import Cap, TenantPolicy
 
 Verdict = Literal["send", "suppressed", "deferred", "held"]
 
+# How soon a touch held for a customer notify does not know yet is looked at again (until the grace ends).
+UNKNOWN_RECHECK = timedelta(seconds=2)
+
 
 @dataclass(frozen=True, slots=True)
 class History:
@@ -95,7 +98,9 @@ def decide(
         grace_end = request.requested_at + timedelta(seconds=policy.unknown_customer_grace_seconds)
         if now >= grace_end:
             return Decision("suppressed", "customer_unknown", "no profile for this customer")
-        return Decision("held", "customer_unknown", "waiting for the customer's profile", until=grace_end)
+        # Looked at again shortly, not only when the grace ends: the profile is usually a moment behind the touch.
+        recheck = min(grace_end, now + UNKNOWN_RECHECK)
+        return Decision("held", "customer_unknown", "waiting for the customer's profile", until=recheck)
     reachable, skipped = _consented(request, customer, consents)
     if not reachable:
         return Decision("suppressed", reason_code(skipped[0]), "; ".join(skipped), skipped=tuple(skipped))
