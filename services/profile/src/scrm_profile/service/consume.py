@@ -70,26 +70,85 @@ def _stage_reason(source: TrackedEvent | None, changes: list[ProfileChange]) -> 
 
 
 class ProfileConsumer:
-    """Batch handler for the profile consumer group."""
+    """Batch handler for the profile consumer group.
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    ``batched`` (the default) applies a batch set-based (``service.batch``): a few statements per batch whatever
+    its size. ``batched=False`` applies it event by event (``EventWork``), the reference the batch path must match;
+    the batch path itself falls back to it for the events of customers a merge joins.
+    """
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock, *, batched: bool = True) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._batched = batched
 
     async def __call__(self, records_in: Sequence[Record]) -> None:
+        if not self._batched or len(records_in) == 1:
+            await self._one_by_one(records_in)
+            return
+        from scrm_profile.service.batch import BatchWork, checked
+
+        messages: list[Message] = []
+        rejected: InvalidInput | None = None
+        for record in records_in:
+            try:
+                messages.append(checked(parse_record(record)))
+            except InvalidInput as exc:
+                rejected = rejected or exc
+        if messages:
+            async with self._sessions() as session, session.begin():
+                fresh = await claim_new(session, inbox, CONSUMER, [(m.tenant_id, m.event_id) for m in messages])
+                await BatchWork(session, self._clock.now()).apply(_first_fresh(messages, fresh))
+        if rejected is not None:
+            # The good records are committed; failing now makes the runner retry the batch record by record:
+            # the applied ones are already claimed (no effect), the bad one goes to the dead-letter topic.
+            raise rejected
+
+    async def _one_by_one(self, records_in: Sequence[Record]) -> None:
         messages = [parse_record(r) for r in records_in]
         async with self._sessions() as session, session.begin():
             fresh = await claim_new(session, inbox, CONSUMER, [(m.tenant_id, m.event_id) for m in messages])
             work = EventWork(session, self._clock.now())
-            for message in messages:
-                key = (message.tenant_id, message.event_id)
-                if key not in fresh:
-                    continue
-                fresh.discard(key)  # a duplicate later in the same batch is skipped too
-                if isinstance(message, TouchResult):
-                    await work.record_touch(message)
-                else:
-                    await work.apply_event(message)
+            for message in _first_fresh(messages, fresh):
+                await work.apply(message)
+
+
+Message = TrackedEvent | TouchResult
+
+
+def _first_fresh(messages: Sequence[Message], fresh: set[tuple[str, str]]) -> list[Message]:
+    """The messages never applied before, in arrival order; a duplicate later in the same batch is skipped too."""
+    kept = []
+    for message in messages:
+        key = (message.tenant_id, message.event_id)
+        if key in fresh:
+            fresh.discard(key)
+            kept.append(message)
+    return kept
+
+
+def stage_change(
+    customer: CustomerRow,
+    previous_stage: str,
+    changes: list[ProfileChange],
+    cause: str,
+    source: TrackedEvent | None,
+    now: datetime,
+) -> LifecycleStageChanged | None:
+    """The stage change to publish once ``restage`` moved the customer (None if the stage stayed)."""
+    if customer.lifecycle_stage == previous_stage:
+        return None
+    return LifecycleStageChanged(
+        event_id=f"stage:{customer.customer_id}:{customer.lifecycle_stage}:{cause}",
+        tenant_id=customer.tenant_id,
+        customer_id=customer.customer_id,
+        user_id=customer.user_id,
+        occurred_at=source.occurred_at if source else now,
+        from_stage=previous_stage,  # type: ignore[arg-type]
+        to_stage=customer.lifecycle_stage,  # type: ignore[arg-type]
+        orders_count=customer.orders_count,
+        reason=_stage_reason(source, changes),
+    )
 
 
 class EventWork:
@@ -110,6 +169,13 @@ class EventWork:
         if tenant_id not in self._segments:
             self._segments[tenant_id] = await SegmentEvaluator.load(self.session, tenant_id)
         return self._segments[tenant_id]
+
+    async def apply(self, message: TrackedEvent | TouchResult) -> None:
+        """Apply one fresh message (its inbox claim already made)."""
+        if isinstance(message, TouchResult):
+            await self.record_touch(message)
+        else:
+            await self.apply_event(message)
 
     async def apply_event(self, event: TrackedEvent) -> None:
         settings = await self.settings(event.tenant_id)
@@ -251,20 +317,9 @@ class EventWork:
         if value_changed:
             await refresh_value(self.session, customer, settings, self.now)
         repo.restage(customer, settings, self.now)
-        if customer.lifecycle_stage != previous_stage:
-            changes.append(
-                LifecycleStageChanged(
-                    event_id=f"stage:{customer.customer_id}:{customer.lifecycle_stage}:{cause}",
-                    tenant_id=customer.tenant_id,
-                    customer_id=customer.customer_id,
-                    user_id=customer.user_id,
-                    occurred_at=source.occurred_at if source else self.now,
-                    from_stage=previous_stage,  # type: ignore[arg-type]
-                    to_stage=customer.lifecycle_stage,
-                    orders_count=customer.orders_count,  # type: ignore[arg-type]
-                    reason=_stage_reason(source, changes),
-                )
-            )
+        moved = stage_change(customer, previous_stage, changes, cause, source, self.now)
+        if moved is not None:
+            changes.append(moved)
         customer.version = (customer.version or 0) + 1
         customer.updated_at = self.now
         snapshot = snapshot_of(customer)
