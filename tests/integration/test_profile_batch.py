@@ -231,14 +231,15 @@ async def test_batch_and_event_by_event_paths_agree_on_a_random_stream(
 
     published = await settled(changes, [batched, single])
     assert {r["type"] for r in published[batched]} >= {
-        "customer.updated", "order.recorded", "event.tracked", "lifecycle.stage_changed", "customers.merged",
+        "customer.updated", "order.recorded", "event.tracked", "customer.stage_changed", "customers.merged",
         "segment.entered",
     }  # fmt: skip
     ids_b = {CUSTOMER_ID.sub("cus", r["event_id"]) for r in published[batched]}
     assert len(ids_b) == len(published[batched]), "every change published once"
-    assert normalised(published[batched], creators(published[batched])) == normalised(
-        published[single], creators(published[single])
-    )
+    by_batch_path = normalised(published[batched], creators(published[batched]))
+    by_event_path = normalised(published[single], creators(published[single]))
+    assert sorted(by_batch_path ^ by_event_path)[:4] == []
+    assert len(by_batch_path) == len(published[batched]) == len(published[single])
 
 
 async def test_a_bad_record_mid_batch_is_set_aside_and_the_rest_applied(

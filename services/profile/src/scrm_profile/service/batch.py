@@ -11,8 +11,8 @@ order id ties to other customers go through the event by event path (``EventWork
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import datetime
-from decimal import Decimal
+from datetime import UTC, datetime
+from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
 from typing import Any, cast
 
@@ -65,6 +65,7 @@ PROPERTIES: dict[str, type[BaseModel]] = {
     SemanticEvent.TAGS_CHANGED: TagsChangedProperties,
 }
 ZERO = Decimal("0")
+CENT = Decimal("0.01")
 
 
 def checked(message: Message) -> Message:
@@ -356,6 +357,7 @@ class TenantBatch:
                 self.moved_members.add((segment_id, customer.customer_id))
                 changes.append(change)
         self.outgoing += [*records(changes), updated_record(customer, snapshot, cause, self.now)]
+        _as_stored(self.states[item.key])  # type: ignore[index]
 
     # -- writing ---------------------------------------------------------------------------------------------
 
@@ -424,3 +426,29 @@ def _touch_row(result: TouchResult) -> dict[str, Any]:
         "reason": result.reason,
         "occurred_at": result.occurred_at,
     }
+
+
+def _as_stored(customer: SimpleNamespace) -> None:
+    """The customer as the next event sees it: the event by event path reads the row back (``FOR UPDATE`` loads
+    it afresh), so money is rounded to the column's scale, times come back in UTC, JSON objects in jsonb's key order.
+    """
+    customer.stored_value_balance = _cents(customer.stored_value_balance)
+    for name in ("membership_started_at", "membership_expires_at", "last_engagement_at"):
+        value = getattr(customer, name)
+        if value is not None and value.tzinfo is not UTC:
+            setattr(customer, name, value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC))
+    customer.traits = _jsonb_order(customer.traits)
+
+
+def _cents(value: Decimal | None) -> Decimal | None:
+    return None if value is None else value.quantize(CENT, rounding=ROUND_HALF_UP)  # numeric rounds half away from 0
+
+
+def _jsonb_order(value: Any) -> Any:
+    """jsonb keeps an object's keys shortest first, then in byte order."""
+    if isinstance(value, dict):
+        ordered = sorted(value, key=lambda k: (len(k.encode()), k.encode()))
+        return {k: _jsonb_order(value[k]) for k in ordered}
+    if isinstance(value, list):
+        return [_jsonb_order(v) for v in value]
+    return value
