@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import func, select, text
+from sqlalchemy import Row, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -31,6 +31,11 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
+async def _all(session: AsyncSession, statement: Any, params: dict[str, Any] | None = None) -> Sequence[Row[Any]]:
+    """Every row at once (a row at a time through the async adapter costs more than the query, for big batches)."""
+    return (await session.execute(statement, params)).all()
+
+
 def dumps(value: Any) -> str:
     return orjson.dumps(value, default=_json_default).decode()
 
@@ -42,7 +47,8 @@ async def identity_owners(
     unique = list(dict.fromkeys(pairs))
     if not unique:
         return {}
-    rows = await session.execute(
+    rows = await _all(
+        session,
         text(
             "SELECT i.kind, i.value, i.customer_id FROM profile.identities i "
             "JOIN unnest(CAST(:kinds AS text[]), CAST(:values AS text[])) AS q(kind, value) "
@@ -57,7 +63,8 @@ async def existing_customer_ids(session: AsyncSession, tenant_id: str, ids: Iter
     wanted = list(set(ids))
     if not wanted:
         return set()
-    rows = await session.execute(
+    rows = await _all(
+        session,
         text("SELECT customer_id FROM profile.customers WHERE tenant_id = :t AND customer_id = ANY(:ids)"),
         {"t": tenant_id, "ids": wanted},
     )
@@ -68,7 +75,8 @@ async def order_owners(session: AsyncSession, tenant_id: str, order_ids: Iterabl
     wanted = list(set(order_ids))
     if not wanted:
         return {}
-    rows = await session.execute(
+    rows = await _all(
+        session,
         text("SELECT order_id, customer_id FROM profile.orders WHERE tenant_id = :t AND order_id = ANY(:ids)"),
         {"t": tenant_id, "ids": wanted},
     )
@@ -82,13 +90,14 @@ async def lock_customers(session: AsyncSession, tenant_id: str, ids: Iterable[st
     wanted = sorted(set(ids))
     if not wanted:
         return {}
-    rows = await session.execute(
+    result = await session.execute(
         select(CUSTOMERS)
         .where(CUSTOMERS.c.tenant_id == tenant_id, CUSTOMERS.c.customer_id.in_(wanted))
         .order_by(CUSTOMERS.c.customer_id)
         .with_for_update()
     )
-    return {r.customer_id: SimpleNamespace(**r._mapping) for r in rows}
+    names = list(result.keys())
+    return {row.customer_id: SimpleNamespace(**dict(zip(names, row, strict=True))) for row in result.all()}
 
 
 async def order_facts(
@@ -98,7 +107,8 @@ async def order_facts(
     wanted = list(set(customer_ids))
     if not wanted:
         return []
-    rows = await session.execute(
+    rows = await _all(
+        session,
         text(
             "SELECT customer_id, order_id, amount, refunded_amount, occurred_at FROM profile.orders "
             "WHERE tenant_id = :t AND customer_id = ANY(:ids)"
@@ -115,7 +125,8 @@ async def refunds_of(
     wanted = list(set(order_ids))
     found: dict[str, list[Decimal | None]] = defaultdict(list)
     if wanted:
-        rows = await session.execute(
+        rows = await _all(
+            session,
             text("SELECT order_id, amount FROM profile.refunds WHERE tenant_id = :t AND order_id = ANY(:ids)"),
             {"t": tenant_id, "ids": wanted},
         )
@@ -131,7 +142,8 @@ async def stored_value_balances(
     wanted = list(set(customer_ids))
     if not wanted:
         return {}
-    rows = await session.execute(
+    rows = await _all(
+        session,
         text(
             """
             SELECT customer_id, sum(CASE WHEN event = :topped THEN (properties->>'amount')::numeric
@@ -150,7 +162,8 @@ async def segment_members(session: AsyncSession, tenant_id: str, customer_ids: I
     wanted = list(set(customer_ids))
     found: dict[str, set[str]] = defaultdict(set)
     if wanted:
-        rows = await session.execute(
+        rows = await _all(
+            session,
             text(
                 "SELECT customer_id, segment_id FROM profile.segment_members "
                 "WHERE tenant_id = :t AND customer_id = ANY(:ids)"
@@ -220,7 +233,8 @@ async def insert_events(
     with the amount it moves a stored-value balance (None for other events)."""
     if not rows:
         return {}
-    result = await session.execute(
+    result = await _all(
+        session,
         text(
             """
             INSERT INTO profile.events (tenant_id, event_id, customer_id, event, occurred_at, properties)
@@ -254,7 +268,8 @@ async def insert_orders(
     returns the orders stored now with their amount as stored."""
     if not rows:
         return {}
-    result = await session.execute(
+    result = await _all(
+        session,
         text(
             """
             INSERT INTO profile.orders (tenant_id, order_id, customer_id, amount, refunded_amount, currency,
@@ -286,7 +301,8 @@ async def insert_refunds(
     """Store (event_id, order_id, amount, occurred_at) refunds; returns the ones stored now with their amount."""
     if not rows:
         return {}
-    result = await session.execute(
+    result = await _all(
+        session,
         text(
             """
             INSERT INTO profile.refunds (tenant_id, event_id, order_id, amount, occurred_at)
@@ -345,7 +361,8 @@ async def insert_touches(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
 
 
 def _customer_json(customers: Iterable[SimpleNamespace]) -> str:
-    return dumps([{name: getattr(c, name) for name, _ in CUSTOMER_COLUMNS} for c in customers])
+    # a customer's namespace holds exactly the table's columns (``lock_customers``, ``batch._new_customer``)
+    return dumps([vars(c) for c in customers])
 
 
 _RECORDSET = ", ".join(f"{name} {sql_type}" for name, sql_type in CUSTOMER_COLUMNS)
