@@ -11,9 +11,10 @@ from typing import Any
 
 import orjson
 import pytest
+from aiokafka.structs import ConsumerRecord
 from sqlalchemy import text
 
-from scrm_contracts import Topic, TrackedEvent
+from scrm_contracts import Topic, TouchResult, TrackedEvent
 from scrm_kit.errors import InvalidInput
 from scrm_profile.adapters.orm import SegmentRow
 from scrm_profile.service.consume import ProfileConsumer
@@ -116,6 +117,58 @@ def random_stream(rng: random.Random, t: str, users: int = 40) -> list[TrackedEv
     return everything
 
 
+async def platform_stream(profile: ProfileHarness, tenant_id: str, seed: int) -> list[TrackedEvent | TouchResult]:
+    """Touch results and the platform's own events, which name customers by our id: known ones, merged-away ones
+    (they follow their survivor) and a gone one. Ids differ per tenant; the choices follow the seed."""
+    rng = random.Random(seed)
+    async with profile.sessions() as session:
+        rows = (
+            await session.execute(
+                text(
+                    "SELECT kind, value, customer_id FROM profile.identities WHERE tenant_id = :t ORDER BY kind, value"
+                ),
+                {"t": tenant_id},
+            )
+        ).all()
+    by_user = {value: c for kind, value, c in rows if kind == "user_id"}
+    merged: dict[str, list[str]] = {}
+    for kind, value, c in rows:
+        if kind == "merged_customer_id":
+            merged.setdefault(c, []).append(value)
+    survivors = {c: user for user, c in by_user.items()}
+    losers = sorted((survivors[c], old[0]) for c, old in merged.items() if len(old) == 1 and c in survivors)
+    out: list[TrackedEvent | TouchResult] = []
+    for n, user in enumerate(rng.sample(sorted(by_user, key=lambda u: int(u[1:])), k=25)):
+        out.append(touch(tenant_id, by_user[user], f"tr{n}", rng.choice(["sent", "delivered", "opened", "clicked"]),
+                         EPOCH - timedelta(hours=rng.randint(0, 500))))  # fmt: skip
+        out.append(event(tenant_id, None, "Tags Changed", customer_id=by_user[user], event_id=f"pf{n}",
+                         properties={"add": [rng.choice(["j1", "j2"])]}))  # fmt: skip
+        if rng.random() < 0.4:
+            out.append(
+                order(tenant_id, user, f"{user}-late{n}", "88", at=EPOCH - timedelta(hours=n), event_id=f"lt{n}")
+            )
+    for n, (_, loser) in enumerate(losers):
+        out.append(event(tenant_id, None, "Tags Changed", customer_id=loser, event_id=f"pl{n}",
+                         properties={"add": ["merged"]}))  # fmt: skip
+        out.append(touch(tenant_id, loser, f"tl{n}", "clicked", EPOCH))
+    gone = "cus_" + "0" * 20
+    out += [event(tenant_id, None, "Tags Changed", customer_id=gone, event_id="gone", properties={"add": ["x"]})]
+    rng.shuffle(out)
+    return out
+
+
+def touch(tenant_id: str, customer_id: str, event_id: str, status: str, at: Any) -> TouchResult:
+    return TouchResult(event_id=event_id, touch_key=f"tk-{event_id}", tenant_id=tenant_id, customer_id=customer_id,
+                       channel="sms", status=status, occurred_at=at)  # type: ignore[arg-type]  # fmt: skip
+
+
+def wire(message: TrackedEvent | TouchResult) -> Any:
+    if isinstance(message, TrackedEvent):
+        return as_record(message)
+    value = message.to_wire()
+    return ConsumerRecord(Topic.TOUCH_RESULTS.value, 0, 0, 0, 0, b"k", value, None, 1, len(value), [])
+
+
 async def prepare(profile: ProfileHarness, tenant_id: str) -> None:
     async with profile.sessions() as session, session.begin():
         for segment_id, rule in SEGMENTS.items():
@@ -137,11 +190,11 @@ def retenant(stream: list[TrackedEvent], tenant_id: str) -> list[TrackedEvent]:
     return [m.model_copy(update={"tenant_id": tenant_id}) for m in stream]
 
 
-async def feed(consumer: ProfileConsumer, stream: list[TrackedEvent], sizes: list[int]) -> None:
+async def feed(consumer: ProfileConsumer, stream: list[Any], sizes: list[int]) -> None:
     start, n = 0, 0
     while start < len(stream):
         size = sizes[n % len(sizes)]
-        await consumer([as_record(m) for m in stream[start : start + size]])
+        await consumer([wire(m) for m in stream[start : start + size]])
         start, n = start + size, n + 1
 
 
@@ -219,6 +272,8 @@ async def test_batch_and_event_by_event_paths_agree_on_a_random_stream(
     by_event = ProfileConsumer(profile.sessions, profile.clock, batched=False)
     await feed(by_batch, retenant(stream, batched), [500, 37, 120])
     await feed(by_event, retenant(stream, single), [500, 37, 120])
+    await feed(by_batch, await platform_stream(profile, batched, 3), [60, 7])
+    await feed(by_event, await platform_stream(profile, single, 3), [60, 7])
 
     got_b, members_b, _ = await state(profile, batched)
     got_s, members_s, _ = await state(profile, single)

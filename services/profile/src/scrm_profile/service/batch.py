@@ -183,7 +183,7 @@ class TenantBatch:
             elif isinstance(item.order, OrderRefundedProperties):
                 refunds.append((message.event_id, item.order.order_id, item.order.total, message.occurred_at))
         ledger_keys = {i.key for i in plan.items if i.order is not None and i.key in self.stored_keys}
-        order_ids = {i.order.order_id for i in plan.items if i.order is not None}  # type: ignore[attr-defined]
+        order_ids = {i.order.order_id for i in plan.items if i.order is not None}
         self.facts: dict[str, dict[str, OrderFact]] = defaultdict(dict)
         self.order_home: dict[str, str] = {}
         for customer_id, order_id, amount, refunded_amount, at in await bulk.order_facts(session, tenant, ledger_keys):
@@ -230,7 +230,7 @@ class TenantBatch:
             if item.key is None or not isinstance(message, TrackedEvent) or item.order is None:
                 continue
             facts = self.facts[item.key]
-            order_id: str = item.order.order_id  # type: ignore[attr-defined]
+            order_id = item.order.order_id
             if isinstance(item.order, OrderCompletedProperties):
                 added = self.first_order.get(order_id) == message.event_id and order_id in self.inserted_orders
                 if not added:  # an order recorded before: nothing changes, but the value is re-scored all the same

@@ -12,8 +12,8 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
-from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import (
@@ -27,7 +27,7 @@ from scrm_profile.adapters import bulk
 from scrm_profile.adapters.repository import REF_KINDS
 from scrm_profile.domain.identity import MERGED_KIND, identifiers_of, normalise
 
-Message = TrackedEvent | TouchResult
+Message: TypeAlias = TrackedEvent | TouchResult
 NEW = "new:"
 
 
@@ -39,7 +39,7 @@ class Item:
     message: Message
     key: str | None = None
     identifiers: list[tuple[str, str]] = field(default_factory=list)
-    order: BaseModel | None = None  # the validated order or refund properties
+    order: OrderCompletedProperties | OrderRefundedProperties | None = None  # validated, of an order or a refund
     merges: bool = False
 
 
@@ -76,7 +76,7 @@ def order_id_of(item: Item) -> str | None:
         item.order = item.order or OrderRefundedProperties.model_validate(message.properties)
     else:
         return None
-    return item.order.order_id  # type: ignore[attr-defined,no-any-return]
+    return item.order.order_id
 
 
 def _reference(ref: str) -> tuple[str, str] | None:

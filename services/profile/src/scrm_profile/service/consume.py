@@ -8,6 +8,7 @@ order). Changes for downstream services go to the outbox in the same transaction
 import logging
 from collections.abc import Sequence
 from datetime import datetime
+from typing import TypeAlias
 
 import orjson
 from pydantic import ValidationError
@@ -46,6 +47,7 @@ CONSUMER = "profile"
 ORDER_EVENTS = {SemanticEvent.ORDER_COMPLETED, SemanticEvent.ORDER_REFUNDED}
 STORED_VALUE_EVENTS = {SemanticEvent.STORED_VALUE_TOPPED_UP, SemanticEvent.STORED_VALUE_SPENT}
 ENGAGED = {TouchStatus.OPENED, TouchStatus.CLICKED, TouchStatus.REPLIED}
+Message: TypeAlias = TrackedEvent | TouchResult
 FIELDS = {model: frozenset(model.model_fields) for model in (TrackedEvent, TouchResult)}
 
 
@@ -118,9 +120,6 @@ class ProfileConsumer:
             work = EventWork(session, self._clock.now())
             for message in _first_fresh(messages, fresh):
                 await work.apply(message)
-
-
-Message = TrackedEvent | TouchResult
 
 
 def _first_fresh(messages: Sequence[Message], fresh: set[tuple[str, str]]) -> list[Message]:
