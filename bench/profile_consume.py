@@ -272,6 +272,7 @@ def main() -> None:
     parser.add_argument("--single-events", type=int, default=5_000, help="event by event sample (0: skip)")
     parser.add_argument("--plain", action="store_true", help="no segments and no fitted CLV model")
     parser.add_argument("--db-url", help="use this PostgreSQL (migrated) instead of starting one")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args()
     if args.db_url:
         results = asyncio.run(run(args.db_url, args))
@@ -288,10 +289,10 @@ def main() -> None:
         finally:
             stack.postgres.stop()
             shutil.rmtree(state, ignore_errors=True)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2))
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2))
     print_table(results)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.results}")
 
 
 if __name__ == "__main__":
