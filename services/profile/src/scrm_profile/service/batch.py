@@ -105,7 +105,7 @@ class BatchWork:
         for index, message in enumerate(messages):
             by_tenant[message.tenant_id].append(Item(index, message))
         deferred: list[Item] = []
-        for tenant_id, items in by_tenant.items():
+        for tenant_id, items in sorted(by_tenant.items()):  # one lock order for every replica
             deferred += await TenantBatch(self, tenant_id).apply(items)
         for item in sorted(deferred, key=lambda i: i.index):
             await self.events.apply(item.message)
@@ -130,6 +130,7 @@ class TenantBatch:
         plan = await plan_batch(self.session, self.tenant_id, items, self.settings.default_country)
         await self._load(plan)
         if plan.items:
+            await self._history(plan)
             await self._store(plan)
             await self._ledger(plan.items)
             await self._value(plan.items)
@@ -158,7 +159,35 @@ class TenantBatch:
         for key, new in plan.new.items():
             self.states[key] = _new_customer(self.tenant_id, new)
 
+    async def _history(self, plan: Plan) -> None:
+        """What the replay needs from before this batch: the customers' orders and refunds, stored-value sums,
+        segment memberships and event-rule counts (one statement each)."""
+        session, tenant = self.session, self.tenant_id
+        ledger_keys = {i.key for i in plan.items if i.order is not None and i.key in self.stored_keys}
+        self.touched_orders = {i.order.order_id for i in plan.items if i.order is not None}
+        self.facts: dict[str, dict[str, OrderFact]] = defaultdict(dict)
+        self.order_home: dict[str, str] = {}
+        for customer_id, order_id, amount, refunded_amount, at in await bulk.order_facts(session, tenant, ledger_keys):
+            self.facts[customer_id][order_id] = OrderFact(amount, refunded_amount, at)
+            self.order_home[order_id] = customer_id
+        self.refunds = await bulk.refunds_of(session, tenant, self.touched_orders)
+        value_keys = {
+            i.key
+            for i in plan.items
+            if isinstance(i.message, TrackedEvent) and i.message.event in STORED_VALUE_EVENTS and i.key is not None
+        }
+        self.balances = await bulk.stored_value_balances(session, tenant, value_keys & self.stored_keys)
+        if self.segments.segments:  # counts before this batch's events are stored
+            touched = {i.key for i in plan.items if isinstance(i.message, TrackedEvent) and i.key is not None}
+            ids = [self.states[k].customer_id for k in touched & self.stored_keys]
+            self.members = await bulk.segment_members(session, tenant, ids)
+            self.rule_counts = {
+                rule_key: await bulk.event_counts(session, tenant, ids, rule, self.now)
+                for rule_key, rule in self.segments.event_rules.items()
+            }
+
     async def _store(self, plan: Plan) -> None:
+        """Identities, events, orders, refunds and touches: one insert each; which rows were new comes back."""
         session, tenant = self.session, self.tenant_id
         identities = [(kind, value, self.states[key].customer_id) for kind, value, key in plan.attach]
         await bulk.insert_identities(session, tenant, identities)
@@ -182,33 +211,10 @@ class TenantBatch:
                 )
             elif isinstance(item.order, OrderRefundedProperties):
                 refunds.append((message.event_id, item.order.order_id, item.order.total, message.occurred_at))
-        ledger_keys = {i.key for i in plan.items if i.order is not None and i.key in self.stored_keys}
-        order_ids = {i.order.order_id for i in plan.items if i.order is not None}
-        self.facts: dict[str, dict[str, OrderFact]] = defaultdict(dict)
-        self.order_home: dict[str, str] = {}
-        for customer_id, order_id, amount, refunded_amount, at in await bulk.order_facts(session, tenant, ledger_keys):
-            self.facts[customer_id][order_id] = OrderFact(amount, refunded_amount, at)
-            self.order_home[order_id] = customer_id
-        self.refunds = await bulk.refunds_of(session, tenant, order_ids)
-        value_keys = {
-            i.key
-            for i in plan.items
-            if isinstance(i.message, TrackedEvent) and i.message.event in STORED_VALUE_EVENTS and i.key is not None
-        }
-        self.balances = await bulk.stored_value_balances(session, tenant, value_keys & self.stored_keys)
-        if self.segments.segments:  # counts before this batch's events are stored
-            touched = {i.key for i in plan.items if isinstance(i.message, TrackedEvent) and i.key is not None}
-            ids = [self.states[k].customer_id for k in touched & self.stored_keys]
-            self.members = await bulk.segment_members(session, tenant, ids)
-            self.rule_counts = {
-                rule_key: await bulk.event_counts(session, tenant, ids, rule, self.now)
-                for rule_key, rule in self.segments.event_rules.items()
-            }
         self.inserted_events = await bulk.insert_events(session, tenant, events)
         self.inserted_orders = await bulk.insert_orders(session, tenant, orders)
         self.inserted_refunds = await bulk.insert_refunds(session, tenant, refunds)
         await bulk.insert_touches(session, touches)
-        self.touched_orders = order_ids
 
     async def _counts(self, items: Sequence[Item]) -> None:
         """Which of the stored events each segment event rule counts."""
