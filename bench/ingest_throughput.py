@@ -93,15 +93,23 @@ async def batch_api(url: str, write_key: str, events: int, concurrency: int) -> 
 async def track_latency(url: str, write_key: str, rate: float, seconds: float) -> dict[str, float]:
     run = uuid.uuid4().hex[:8]
     latencies: list[float] = []
+    failures: list[str] = []
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=30) as client:
+    # Waiting for a free connection is part of the latency a client sees, so the pool wait has no limit of its own.
+    timeout = httpx.Timeout(30, pool=None)
+    async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=timeout) as client:
 
         async def one(i: int) -> None:
             body = orjson.dumps(order(i, run))
             started = time.perf_counter()
-            answer = await client.post("/v1/track", content=body, headers={"Content-Type": "application/json"})
+            try:
+                answer = await client.post("/v1/track", content=body, headers={"Content-Type": "application/json"})
+            except httpx.HTTPError as exc:  # an overloaded server: count it, keep measuring the rest
+                failures.append(type(exc).__name__)
+                return
             latencies.append(time.perf_counter() - started)
-            assert answer.status_code == 200, answer.text
+            if answer.status_code != 200:
+                failures.append(str(answer.status_code))
 
         tasks = []
         begin = time.perf_counter()
@@ -113,11 +121,12 @@ async def track_latency(url: str, write_key: str, rate: float, seconds: float) -
             tasks.append(asyncio.create_task(one(i)))
         await asyncio.gather(*tasks)
         achieved = total / (time.perf_counter() - begin)
-    ordered = sorted(latencies)
+    ordered = sorted(latencies) or [float("inf")]
     return {
         "p50_ms": ordered[len(ordered) // 2] * 1000,
         "p99_ms": ordered[int(len(ordered) * 0.99)] * 1000,
         "achieved_rps": achieved,
+        "failed": len(failures),
     }
 
 
@@ -202,6 +211,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
     p50 = statistics.median(r["p50_ms"] for r in runs["track"])
     p99 = statistics.median(r["p99_ms"] for r in runs["track"])
     achieved = statistics.median(r["achieved_rps"] for r in runs["track"])
+    failed = sum(r["failed"] for r in runs["track"])
     rows = [
         ("raw aiokafka producer", f"{raw:,.0f} events/s", "ceiling"),
         (
@@ -212,7 +222,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
         (
             f"/v1/track at {args.track_rate:,.0f}/s",
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
-            f"achieved {achieved:,.0f}/s (p99 < 20 ms)",
+            f"achieved {achieved:,.0f}/s, {failed} failed in all runs (p99 < 20 ms)",
         ),
         ("scrm import orders", f"{imported:,.0f} orders/s", "target >= 20,000/s"),
     ]
@@ -225,12 +235,19 @@ def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
         json.dumps(
             {
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+                "server": "one ingest process (uvicorn), with the broker and the load generator on the same cores",
                 "events": args.events,
                 "repeats": args.repeats,
                 "raw_events_per_s": raw,
                 "batch_events_per_s": batch,
                 "batch_to_raw_ratio": batch / raw,
-                "track": {"rate": args.track_rate, "p50_ms": p50, "p99_ms": p99, "achieved_rps": achieved},
+                "track": {
+                    "rate": args.track_rate,
+                    "p50_ms": p50,
+                    "p99_ms": p99,
+                    "achieved_rps": achieved,
+                    "failed": failed,
+                },
                 "import_orders_per_s": imported,
                 "runs": runs,
             },
