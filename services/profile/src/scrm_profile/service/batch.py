@@ -196,7 +196,8 @@ class TenantBatch:
         for item in plan.items:
             message = item.message
             if isinstance(message, TouchResult):
-                touches.append(_touch_row(message))
+                if item.key is not None:  # a touch of a customer who is gone is dropped
+                    touches.append(_touch_row(message, item.key))
                 continue
             if item.key is None or message.type != "track" or not message.event:
                 continue
@@ -419,12 +420,12 @@ def _new_customer(tenant_id: str, new: NewCustomer) -> SimpleNamespace:
     return SimpleNamespace(**values)
 
 
-def _touch_row(result: TouchResult) -> dict[str, Any]:
+def _touch_row(result: TouchResult, owner: str) -> dict[str, Any]:
     return {
         "tenant_id": result.tenant_id,
         "event_id": result.event_id,
         "touch_key": result.touch_key,
-        "customer_id": result.customer_id,
+        "customer_id": owner,
         "journey_id": result.journey_id,
         "channel": result.channel,
         "template_id": result.template_id,

@@ -95,7 +95,9 @@ async def plan_batch(session: AsyncSession, tenant_id: str, items: Sequence[Item
     direct: list[str] = []
     for item in items:
         message = item.message
-        if isinstance(message, TouchResult):
+        if isinstance(message, TouchResult):  # our id: the customer, or the survivor of a merge
+            pairs.append((MERGED_KIND, message.customer_id))
+            direct.append(message.customer_id)
             continue
         if message.customer_id is not None:
             ref = _reference(message.customer_id)
@@ -111,8 +113,9 @@ async def plan_batch(session: AsyncSession, tenant_id: str, items: Sequence[Item
     joined: set[str] = set()
     for item in items:
         message = item.message
-        if isinstance(message, TouchResult):
-            item.key = message.customer_id
+        if isinstance(message, TouchResult):  # as ``repository.add_touch`` finds its owner; None: gone, dropped
+            present_id = message.customer_id in present
+            item.key = message.customer_id if present_id else owner.get((MERGED_KIND, message.customer_id))
         elif message.customer_id is not None:
             ref = _reference(message.customer_id)
             item.key = message.customer_id if message.customer_id in present else owner.get(ref) if ref else None
