@@ -1,6 +1,8 @@
 """Segments: rule-defined audiences kept current incrementally on every customer change, and by a sweep for rules
 that depend on time (event counts in windows, "within the last N days")."""
 
+from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -50,7 +52,7 @@ def time_dependent(rule: Rule) -> bool:
     return False
 
 
-def _key(rule: EventRule) -> str:
+def rule_key(rule: EventRule) -> str:
     return rule.model_dump_json()
 
 
@@ -87,7 +89,6 @@ class SegmentEvaluator:
         if not self.segments:
             return []
         counts = await self._counts(session, customer, now)
-        facts = rule_facts(customer, snapshot)
         current = set(
             (
                 await session.execute(
@@ -98,17 +99,14 @@ class SegmentEvaluator:
                 )
             ).scalars()
         )
-        changes: list[ProfileChange] = []
-        for segment in self.segments:
-            member = evaluate(segment.rule, facts, now, lambda r: counts[_key(r)])
-            if member == (segment.segment_id in current):
-                continue
-            if member:
+        moves = self.moves(customer, snapshot, now, cause, counts, current)
+        for segment_id, entered, _ in moves:
+            if entered:
                 await session.execute(
                     insert(SegmentMemberRow)
                     .values(
                         tenant_id=customer.tenant_id,
-                        segment_id=segment.segment_id,
+                        segment_id=segment_id,
                         customer_id=customer.customer_id,
                         entered_at=now,
                     )
@@ -118,22 +116,45 @@ class SegmentEvaluator:
                 await session.execute(
                     delete(SegmentMemberRow).where(
                         SegmentMemberRow.tenant_id == customer.tenant_id,
-                        SegmentMemberRow.segment_id == segment.segment_id,
+                        SegmentMemberRow.segment_id == segment_id,
                         SegmentMemberRow.customer_id == customer.customer_id,
                     )
                 )
-            changes.append(
-                _change(segment, customer.customer_id, customer.tenant_id, customer.user_id, member, cause, now)
-            )
-        return changes
+        return [change for _, _, change in moves]
+
+    def moves(
+        self,
+        customer: CustomerRow,
+        snapshot: CustomerSnapshot,
+        now: datetime,
+        cause: str,
+        counts: Mapping[str, int],
+        current: AbstractSet[str],
+    ) -> list[tuple[str, bool, ProfileChange]]:
+        """(segment_id, entered, change) for each segment this customer enters or leaves, given their event counts
+        per rule key and their current memberships (no I/O: the batch consumer calls it with counts it keeps)."""
+        facts = rule_facts(customer, snapshot)
+        moves: list[tuple[str, bool, ProfileChange]] = []
+        for segment in self.segments:
+            member = evaluate(segment.rule, facts, now, lambda r: counts[rule_key(r)])
+            if member == (segment.segment_id in current):
+                continue
+            change = _change(segment, customer.customer_id, customer.tenant_id, customer.user_id, member, cause, now)
+            moves.append((segment.segment_id, member, change))
+        return moves
+
+    @property
+    def event_rules(self) -> dict[str, EventRule]:
+        """Every distinct event rule of the tenant's segments, by rule key."""
+        return {rule_key(r): r for segment in self.segments for r in event_rules(segment.rule)}
 
     async def _counts(self, session: AsyncSession, customer: CustomerRow, now: datetime) -> dict[str, int]:
         counts: dict[str, int] = {}
         for segment in self.segments:
             for rule in event_rules(segment.rule):
-                if _key(rule) not in counts:
+                if rule_key(rule) not in counts:
                     query = select(event_count(rule, now, customer.tenant_id, customer.customer_id))
-                    counts[_key(rule)] = int((await session.execute(query)).scalar_one())
+                    counts[rule_key(rule)] = int((await session.execute(query)).scalar_one())
         return counts
 
 

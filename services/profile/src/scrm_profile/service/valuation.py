@@ -4,6 +4,7 @@ Per-customer scoring uses the tenant's last fitted BG/NBD and Gamma-Gamma parame
 set-based SQL plus one vectorised numpy pass, never a Python loop over customers.
 """
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from decimal import Decimal
@@ -23,8 +24,8 @@ from scrm_profile.domain.settings import ProfileSettings
 SUMMARY_SQL = """
 WITH days AS (
     SELECT customer_id, date_trunc('day', occurred_at) AS day, sum(amount - refunded_amount) AS value
-    FROM profile.orders
-    WHERE tenant_id = :tenant AND amount > refunded_amount {customer_filter}
+    FROM {source}
+    WHERE amount > refunded_amount {customer_filter}
     GROUP BY customer_id, date_trunc('day', occurred_at)
 )
 SELECT customer_id,
@@ -42,9 +43,30 @@ async def summaries(
     session: AsyncSession, tenant_id: str, now: datetime, customer_id: str | None = None
 ) -> CustomerSummary:
     """Per-customer (frequency, recency, T, monetary value) in days, the CLV libraries' convention."""
-    sql = SUMMARY_SQL.format(customer_filter="AND customer_id = :customer" if customer_id else "")
+    customer_filter = "AND tenant_id = :tenant" + (" AND customer_id = :customer" if customer_id else "")
+    sql = SUMMARY_SQL.format(source="profile.orders", customer_filter=customer_filter)
     params: dict[str, Any] = {"tenant": tenant_id, "now": now, "customer": customer_id}
-    rows = (await session.execute(text(sql), params)).all()
+    return _summary((await session.execute(text(sql), params)).all())
+
+
+FACTS_SOURCE = """unnest(CAST(:keys AS text[]), CAST(:amounts AS numeric[]), CAST(:refunded AS numeric[]),
+                         CAST(:ats AS timestamptz[])) AS o(customer_id, amount, refunded_amount, occurred_at)"""
+
+
+async def summaries_of_facts(
+    session: AsyncSession, now: datetime, facts: Sequence[tuple[str, Decimal, Decimal, datetime]]
+) -> CustomerSummary:
+    """The same summaries over order facts held in memory, (key, amount, refunded, occurred_at) rows, one summary
+    per key: the batch consumer scores a customer as they stood after each event, in one statement per batch."""
+    if not facts:
+        return _summary([])
+    sql = SUMMARY_SQL.format(source=FACTS_SOURCE, customer_filter="")
+    columns = list(zip(*facts, strict=True))
+    params = {"now": now, "keys": columns[0], "amounts": columns[1], "refunded": columns[2], "ats": columns[3]}
+    return _summary((await session.execute(text(sql), params)).all())
+
+
+def _summary(rows: Sequence[Any]) -> CustomerSummary:
     columns = list(zip(*rows, strict=True)) if rows else [[], [], [], [], []]
     return CustomerSummary(
         np.asarray(columns[0], dtype=object),
@@ -75,18 +97,28 @@ def score(
 
 async def refresh_value(session: AsyncSession, customer: CustomerRow, settings: ProfileSettings, now: datetime) -> None:
     """Re-score one customer's CLV after an order, with the tenant's last fitted parameters (if any)."""
-    row = await session.get(TenantSettingsRow, customer.tenant_id)
-    params = _params(row.clv_params if row else None)
+    params = await clv_params(session, customer.tenant_id)
     if params is None:
         return
     summary = await summaries(session, customer.tenant_id, now, customer.customer_id)
-    if len(summary) == 0:
+    set_value(customer, score(summary, params, settings) if len(summary) else None)
+
+
+async def clv_params(session: AsyncSession, tenant_id: str) -> tuple[BgNbdParams, GammaGammaParams] | None:
+    """The tenant's last fitted parameters, or None before the first fit."""
+    row = await session.get(TenantSettingsRow, tenant_id)
+    return _params(row.clv_params if row else None)
+
+
+def set_value(customer: CustomerRow, scores: tuple[np.ndarray, np.ndarray, np.ndarray] | None, at: int = 0) -> None:
+    """Set a customer's value from row ``at`` of ``score``'s result (None: no orders worth scoring)."""
+    if scores is None:
         customer.expected_purchases, customer.probability_alive, customer.clv = 0.0, 0.0, Decimal("0.00")
         return
-    purchases, alive, clv = score(summary, params, settings)
-    customer.expected_purchases = float(purchases[0])
-    customer.probability_alive = float(alive[0])
-    customer.clv = Decimal(f"{clv[0]:.2f}")
+    purchases, alive, clv = scores
+    customer.expected_purchases = float(purchases[at])
+    customer.probability_alive = float(alive[at])
+    customer.clv = Decimal(f"{clv[at]:.2f}")
 
 
 async def fit_tenant(session: AsyncSession, tenant_id: str, settings: ProfileSettings, now: datetime) -> ClvFit | None:

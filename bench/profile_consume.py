@@ -1,0 +1,299 @@
+"""Profile consumer throughput on a real PostgreSQL (started here on a free port), beside a raw upsert ceiling.
+
+1. Consumer: ``--events`` events (orders, refunds, identifies, page views, tracked events, stored value, 2%
+   redelivered) over ``--customers`` customers, in Kafka-sized batches of ``--batch``, through the production
+   handler (``ProfileConsumer``: parse, inbox claim, identity resolution, events/orders/refunds, aggregates, stage,
+   CLV with a fitted model, four segments, outbox), one transaction per batch as the consumer runner gives them.
+   Events per second, end to end. The event by event path runs on a sample of ``--single-events`` for comparison.
+2. Ceiling: the same number of rows upserted into a table shaped like ``profile.customers``' hot columns with one
+   ``INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`` per batch: what PostgreSQL alone does here.
+
+Every round uses a fresh tenant; medians over ``--repeats`` rounds. Writes bench/results/profile_consume.json.
+Run from the workspace root:  .venv/bin/python bench/profile_consume.py [--events N] [--customers N]
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import random
+import shutil
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka.structs import ConsumerRecord
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import text
+
+from scrm_contracts import Topic, TrackedEvent
+from scrm_kit.clock import FixedClock
+from scrm_kit.db import build_engine, build_sessionmaker
+from scrm_kit.settings import DbSettings
+from scrm_profile.service.consume import ProfileConsumer
+from scrm_stack.launcher import REPO_ROOT, Stack, StackConfig
+
+RESULTS = Path(__file__).resolve().parent / "results" / "profile_consume.json"
+NOW = datetime(2031, 6, 1, tzinfo=UTC)
+CLV_PARAMS = {
+    "bgnbd": {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43},
+    "gamma_gamma": {"p": 6.25, "q": 3.74, "v": 15.44},
+}
+SEGMENTS = {
+    "loyal": {
+        "all": [
+            {"field": "orders_count", "op": "gte", "value": 2},
+            {"field": "revenue_total", "op": "gte", "value": 300},
+        ]
+    },
+    "browsers": {"event": "Viewed Product", "min_count": 3, "within_days": 30},
+    "vip": {"field": "tags", "op": "contains", "value": "vip"},
+    "active": {"field": "lifecycle_stage", "op": "in", "value": ["new", "active"]},
+}  # fmt: skip
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def stream(tenant: str, events: int, customers: int, seed: int = 11) -> list[TrackedEvent]:
+    """Events in time order, each customer's in their own order (Kafka keeps a customer on one partition)."""
+    rng = random.Random(seed)
+    out: list[TrackedEvent] = []
+    orders: list[tuple[str, str]] = []
+    for n in range(events):
+        c = rng.randrange(customers)
+        user, at = f"u{c}", NOW - timedelta(days=365) + timedelta(seconds=n * 30)
+        roll = rng.random()
+        base: dict[str, Any] = {"event_id": f"e{n}", "tenant_id": tenant, "user_id": user, "occurred_at": at,
+                                "received_at": at}  # fmt: skip
+        if roll < 0.30:
+            order_id = f"{user}-o{n}"
+            orders.append((user, order_id))
+            props = {"order_id": order_id, "total": str(rng.randint(500, 90_000) / 100), "currency": "CNY"}
+            out.append(TrackedEvent(type="track", event="Order Completed", properties=props, **base))
+        elif roll < 0.33 and orders:
+            user, order_id = rng.choice(orders)
+            base["user_id"] = user
+            props = {"order_id": order_id} | ({"total": "5.00"} if rng.random() < 0.5 else {})
+            out.append(TrackedEvent(type="track", event="Order Refunded", properties=props, **base))
+        elif roll < 0.43:
+            traits = {"email": f"{user}@example.com", "city": rng.choice(["Hangzhou", "Shanghai", "Chengdu"])}
+            out.append(TrackedEvent(type="identify", traits=traits, **base))
+        elif roll < 0.48:
+            out.append(TrackedEvent(type="page", **base))
+        elif roll < 0.51:
+            props = {"amount": str(rng.randint(1, 500))}
+            name = "Stored Value Topped Up" if rng.random() < 0.6 else "Stored Value Spent"
+            out.append(TrackedEvent(type="track", event=name, properties=props, **base))
+        elif roll < 0.52:
+            props = {"add": ["vip"]} if rng.random() < 0.5 else {"add": ["tea"], "remove": ["vip"]}
+            out.append(TrackedEvent(type="track", event="Tags Changed", properties=props, **base))
+        else:
+            props = {"sku": f"sku-{rng.randrange(500)}", "price": rng.randint(10, 900)}
+            out.append(TrackedEvent(type="track", event="Viewed Product", properties=props, **base))
+    redelivered = rng.sample(range(len(out)), k=len(out) // 50)
+    for n in sorted(redelivered, reverse=True):
+        out.insert(min(len(out), n + rng.randint(1, 2000)), out[n])
+    return out
+
+
+def as_records(messages: list[TrackedEvent]) -> list[ConsumerRecord[bytes, bytes]]:
+    return [
+        ConsumerRecord(Topic.EVENTS.value, 0, n, 0, 0, m.customer_key.encode(), v, None, 1, len(v), [])
+        for n, m in enumerate(messages)
+        for v in [m.to_wire()]
+    ]
+
+
+async def prepare(engine: Any, tenant: str, value: bool) -> None:
+    async with engine.begin() as conn:
+        for segment_id, rule in SEGMENTS.items() if value else ():
+            await conn.execute(
+                text(
+                    "INSERT INTO profile.segments (tenant_id, segment_id, name, rule, time_dependent) "
+                    "VALUES (:t, :s, :s, CAST(:r AS jsonb), false)"
+                ),
+                {"t": tenant, "s": segment_id, "r": json.dumps(rule)},
+            )
+        if value:
+            await conn.execute(
+                text("INSERT INTO profile.tenant_settings (tenant_id, settings, clv_params) VALUES (:t, '{}', :p)"),
+                {"t": tenant, "p": json.dumps(CLV_PARAMS)},
+            )
+
+
+async def consume(db_url: str, records: list[Any], batch: int, batched: bool) -> tuple[float, float]:
+    """(wall seconds, this process's CPU seconds) to apply every record through the production handler."""
+    engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
+    handler = ProfileConsumer(build_sessionmaker(engine), FixedClock(NOW), batched=batched)
+    started, cpu = time.perf_counter(), time.process_time()
+    for lo in range(0, len(records), batch):
+        await handler(records[lo : lo + batch])
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+    await engine.dispose()
+    return elapsed, cpu
+
+
+async def ceiling(db_url: str, rows: int, customers: int, batch: int) -> float:
+    """Seconds to upsert ``rows`` customer-like rows, ``batch`` per statement, one transaction per batch."""
+    engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE IF EXISTS public.bench_upsert"))
+        await conn.execute(
+            text(
+                "CREATE TABLE public.bench_upsert (tenant_id text, customer_id text, orders_count int, "
+                "revenue_total numeric(18,2), last_order_at timestamptz, traits jsonb, version bigint, "
+                "PRIMARY KEY (tenant_id, customer_id))"
+            )
+        )
+    rng = random.Random(5)
+    batches = []
+    for lo in range(0, rows, batch):
+        ids = list(dict.fromkeys(f"cus_{rng.randrange(customers):08d}" for _ in range(min(batch, rows - lo))))
+        batches.append(
+            {
+                "ids": ids,
+                "counts": [rng.randint(0, 9) for _ in ids],
+                "revenue": [Decimal(rng.randint(0, 10**6)) / 100 for _ in ids],
+                "at": [NOW - timedelta(seconds=rng.randint(0, 10**7)) for _ in ids],
+                "traits": [orjson.dumps({"city": "Hangzhou", "n": i}).decode() for i in range(len(ids))],
+            }
+        )
+    sql = text(
+        """
+        INSERT INTO public.bench_upsert AS c (tenant_id, customer_id, orders_count, revenue_total, last_order_at,
+                                              traits, version)
+        SELECT 'bench', id, n, r, at, CAST(tr AS jsonb), 1
+        FROM unnest(CAST(:ids AS text[]), CAST(:counts AS int[]), CAST(:revenue AS numeric[]),
+                    CAST(:at AS timestamptz[]), CAST(:traits AS text[])) AS s(id, n, r, at, tr)
+        ON CONFLICT (tenant_id, customer_id) DO UPDATE SET orders_count = EXCLUDED.orders_count,
+            revenue_total = EXCLUDED.revenue_total, last_order_at = EXCLUDED.last_order_at,
+            traits = EXCLUDED.traits, version = c.version + 1
+        """
+    )
+    started = time.perf_counter()
+    for params in batches:
+        async with engine.begin() as conn:
+            await conn.execute(sql, params)
+    elapsed = time.perf_counter() - started
+    async with engine.begin() as conn:
+        await conn.execute(text("DROP TABLE public.bench_upsert"))
+    await engine.dispose()
+    return elapsed
+
+
+async def written(db_url: str, tenant: str) -> dict[str, int]:
+    engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
+    counts = {}
+    async with engine.begin() as conn:
+        for table in ("customers", "orders", "events", "refunds"):
+            counts[table] = (
+                await conn.execute(text(f"SELECT count(*) FROM profile.{table} WHERE tenant_id = :t"), {"t": tenant})
+            ).scalar_one()
+        counts["outbox"] = (await conn.execute(text("SELECT count(*) FROM profile.outbox"))).scalar_one()
+        await conn.execute(text("TRUNCATE profile.outbox"))  # no relay runs here; keep it from growing round on round
+    await engine.dispose()
+    return counts
+
+
+async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
+    rounds = []
+    for n in range(args.repeats):
+        tenant = f"bench-{os.getpid()}-{n}"
+        await prepare(engine, tenant, not args.plain)
+        records = as_records(stream(tenant, args.events, args.customers))
+        load = [round(v, 2) for v in os.getloadavg()]
+        seconds, cpu = await consume(db_url, records, args.batch, batched=True)
+        counts = await written(db_url, tenant)
+        raw = await ceiling(db_url, len(records), args.customers, args.batch)
+        one = {"round": n + 1, "load": load, "records": len(records), "seconds": round(seconds, 2),
+               "cpu_seconds": round(cpu, 2), "events_per_second": round(len(records) / seconds),
+               "ceiling_rows_per_second": round(len(records) / raw), "written": counts}  # fmt: skip
+        if args.single_events:
+            single_tenant = f"{tenant}-single"
+            await prepare(engine, single_tenant, not args.plain)
+            sample = as_records(stream(single_tenant, args.single_events, args.customers // 10))
+            single_s, _ = await consume(db_url, sample, args.batch, batched=False)
+            await written(db_url, single_tenant)
+            one["single_events_per_second"] = round(len(sample) / single_s)
+        rounds.append(one)
+        print(f"  round {n + 1}: {one}", flush=True)
+    await engine.dispose()
+    return {
+        "events": args.events,
+        "customers": args.customers,
+        "batch": args.batch,
+        "segments_and_clv": not args.plain,
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
+        "rounds": rounds,
+        "median": {
+            key: statistics.median(r[key] for r in rounds)
+            for key in ("events_per_second", "ceiling_rows_per_second", "single_events_per_second", "cpu_seconds")
+            if all(key in r for r in rounds)
+        },
+    }
+
+
+def print_table(results: dict[str, Any]) -> None:
+    table = Table(title=f"profile consumer: {results['events']:,} events over {results['customers']:,} customers, "
+                  f"batches of {results['batch']}")  # fmt: skip
+    for column in ("round", "load (1/5/15 min)", "consumer events/s", "event by event/s", "raw upsert rows/s", "ratio"):
+        table.add_column(column, justify="right")
+    for r in results["rounds"]:
+        table.add_row(str(r["round"]), " ".join(map(str, r["load"])), f"{r['events_per_second']:,}",
+                      f"{r.get('single_events_per_second', 0):,}", f"{r['ceiling_rows_per_second']:,}",
+                      f"{r['events_per_second'] / r['ceiling_rows_per_second']:.2f}")  # fmt: skip
+    m = results["median"]
+    table.add_row("median", "", f"{m['events_per_second']:,.0f}", f"{m.get('single_events_per_second', 0):,.0f}",
+                  f"{m['ceiling_rows_per_second']:,.0f}",
+                  f"{m['events_per_second'] / m['ceiling_rows_per_second']:.2f}")  # fmt: skip
+    Console().print(table)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    parser.add_argument("--customers", type=int, default=20_000)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--single-events", type=int, default=5_000, help="event by event sample (0: skip)")
+    parser.add_argument("--plain", action="store_true", help="no segments and no fitted CLV model")
+    parser.add_argument("--db-url", help="use this PostgreSQL (migrated) instead of starting one")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
+    args = parser.parse_args()
+    if args.db_url:
+        results = asyncio.run(run(args.db_url, args))
+    else:
+        local = REPO_ROOT / ".local"
+        state = Path(tempfile.mkdtemp(prefix="bench-profile-", dir=local if local.exists() else None))
+        config = StackConfig(state_dir=state, pg_port=free_port(), kafka_port=free_port(),
+                             controller_port=free_port(), sink_port=free_port(), service_ports={})  # fmt: skip
+        stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
+        try:
+            stack.postgres.start()
+            stack.migrate()
+            results = asyncio.run(run(stack.postgres.url, args))
+        finally:
+            stack.postgres.stop()
+            shutil.rmtree(state, ignore_errors=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    args.results.write_text(json.dumps(results, indent=2))
+    print_table(results)
+    print(f"wrote {args.results}")
+
+
+if __name__ == "__main__":
+    main()
