@@ -141,6 +141,8 @@ class Writes:
                 step.wake_at,
                 instance.instance_id,
             )
+        elif new:
+            self.timers_set.pop(timer_id, None)  # a new instance has no stored timer to delete
         elif instance.state != "waiting":
             self.clear_timer(timer_id)
         self._effects(instance, step)

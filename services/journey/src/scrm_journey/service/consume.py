@@ -1,7 +1,7 @@
 """Run journeys from ``profile.changes.v1`` and ``touches.results.v1``: keep customer snapshots, enter customers,
 move waiting instances on events and staff task outcomes, apply goals, exits, merges and erasure."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TypeAlias
 
 from pydantic import ValidationError
@@ -50,9 +50,17 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 
 class JourneyConsumer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    """Applies each batch in one transaction; ``on_commit`` runs after it committed (wakes the outbox relay)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._on_commit = on_commit
 
     async def __call__(self, records: Sequence[Record]) -> None:
         messages: list[Message] = [m for m in (parse_record(r) for r in records) if m is not None]
@@ -72,6 +80,8 @@ class JourneyConsumer:
             if _is_retryable(exc):
                 raise RetryableError(f"database conflict, retrying: {exc.orig}") from exc
             raise
+        if self._on_commit is not None:
+            self._on_commit()
 
 
 class ChangeHandler:

@@ -6,6 +6,7 @@ deleted in the same transaction that moves its instance on, so each timer fires 
 """
 
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -31,18 +32,23 @@ class TimerSweep:
         clock: Clock,
         batch_size: int = 500,
         tenant_id: str | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self.batch_size = batch_size
         self._tenant_id = tenant_id  # None: every tenant (a test confines it to its own)
+        self._on_commit = on_commit  # wakes the outbox relay
 
     async def __call__(self) -> int:
         try:
             async with self._sessions() as session, session.begin():
-                return await self._tick(JourneyEngine(session, self._clock.now()))
+                fired = await self._tick(JourneyEngine(session, self._clock.now()))
         except DBAPIError as exc:
             raise RetryableError(f"timer batch failed: {exc.orig}") from exc
+        if fired and self._on_commit is not None:
+            self._on_commit()
+        return fired
 
     async def _tick(self, engine: JourneyEngine) -> int:
         query = select(timers).where(timers.c.due_at <= engine.now, ~timers.c.paused)
