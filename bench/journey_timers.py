@@ -1,8 +1,9 @@
 """Journey engine speed on a real PostgreSQL and a real Kafka broker (started here on free ports).
 
 1. Timers: 1,000,000 waiting instances stored (one timer each); ``--due`` of them are due. The production
-   ``TimerSweep`` (batches with FOR UPDATE SKIP LOCKED) runs in ``--replicas`` side by side until every due timer
-   fired; timers woken per second (target >= 5,000/s). Each wake moves the instance, records the transitions and
+   ``TimerSweep`` (batches with FOR UPDATE SKIP LOCKED) runs in ``--replicas`` processes side by side, as replicas
+   run in production (``--in-process``: all on one event loop), until every due timer fired; timers woken per
+   second (target >= 5,000/s). Each wake moves the instance, records the transitions and
    writes the touch request to the outbox.
 2. Latency: tracked events enter an event-triggered journey at ``--rate`` events/s; the journey service runs
    as its own process (role ``consumer``: consumer runner and outbox relay). For each touch request on
@@ -18,6 +19,7 @@ service (folded, for flamegraph tools) for each latency round.
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 import socket
@@ -117,23 +119,45 @@ async def store_waiting(engine: Any, tenant: str, total: int, due: int, first: i
     return time.perf_counter() - started
 
 
-async def wake(db_url: str, tenant: str, replicas: int, batch: int) -> tuple[int, float]:
-    engines = [build_engine(DbSettings(url=db_url, pool_size=2)) for _ in range(replicas)]  # type: ignore[arg-type]
-    clock = FixedClock(NOW + timedelta(seconds=1))
+async def drain(db_url: str, tenant: str, batch: int) -> int:
+    """One scheduler replica: the production sweep, looping while batches come back full, until nothing is due."""
+    engine = build_engine(DbSettings(url=db_url, pool_size=2))  # type: ignore[arg-type]
+    sweep = TimerSweep(build_sessionmaker(engine), FixedClock(NOW + timedelta(seconds=1)), batch, tenant_id=tenant)
+    fired = 0
+    while (n := await sweep()) > 0:
+        fired += n
+    await engine.dispose()
+    return fired
 
-    async def drain(engine: Any) -> int:
-        sweep = TimerSweep(build_sessionmaker(engine), clock, batch, tenant_id=tenant)
-        fired = 0
-        while (n := await sweep()) > 0:
-            fired += n
-        return fired
 
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(drain(e) for e in engines))
-    elapsed = time.perf_counter() - started
-    for engine in engines:
-        await engine.dispose()
-    return sum(counts), elapsed
+def replica_process(db_url: str, tenant: str, batch: int, ready: Any, go: Any, done: Any) -> None:
+    """A scheduler replica in its own process, as in production; starts when the parent says go."""
+    asyncio.run(build_engine(DbSettings(url=db_url)).dispose())  # type: ignore[arg-type]  # imports done
+    ready.put(True)
+    go.wait()
+    fired = asyncio.run(drain(db_url, tenant, batch))
+    done.put((fired, time.monotonic()))
+
+
+async def wake(db_url: str, tenant: str, replicas: int, batch: int, in_process: bool) -> tuple[int, float]:
+    if in_process:  # every replica on this process's one event loop (one core for all the Python work)
+        started = time.monotonic()
+        counts = await asyncio.gather(*(drain(db_url, tenant, batch) for _ in range(replicas)))
+        return sum(counts), time.monotonic() - started
+    context = multiprocessing.get_context("spawn")
+    ready, go, done = context.Queue(), context.Event(), context.Queue()
+    processes = [context.Process(target=replica_process, args=(db_url, tenant, batch, ready, go, done))
+                 for _ in range(replicas)]  # fmt: skip
+    for process in processes:
+        process.start()
+    for _ in processes:  # the clock starts once every replica has imported everything
+        await asyncio.to_thread(ready.get, True, 300)
+    started = time.monotonic()
+    go.set()
+    results = [await asyncio.to_thread(done.get, True, 600) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    return sum(fired for fired, _ in results), max(end for _, end in results) - started
 
 
 async def vacuum(engine: Any) -> None:
@@ -167,7 +191,7 @@ async def timer_rounds(db_url: str, args: argparse.Namespace) -> list[dict[str, 
                 {"t": tenant, "now": NOW, "due": args.due},
             )
         await vacuum(engine)  # what autovacuum does between bursts: deleted timers leave the due-time index
-        fired, elapsed = await wake(db_url, tenant, args.replicas, args.batch)
+        fired, elapsed = await wake(db_url, tenant, args.replicas, args.batch, args.in_process)
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE journey.outbox"))  # no relay runs in this part; keep it small
         rounds.append({"round": n + 1, "stored": stored, "store_seconds": round(stored_s, 1), "fired": fired,
@@ -359,6 +383,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true", help="scheduler replicas on one event loop")
     parser.add_argument("--part", choices=("all", "timers", "latency"), default="all")
     parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of the service (latency part)")
     args = parser.parse_args()
