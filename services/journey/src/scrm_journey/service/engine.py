@@ -19,7 +19,17 @@ from scrm_contracts.rules import evaluate
 from scrm_journey.adapters.definitions import LiveJourney, definition
 from scrm_journey.adapters.orm import instances, snapshots
 from scrm_journey.adapters.writes import Writes, any_array, changed_row, instance_of
-from scrm_journey.domain.engine import Instance, Runner, Signal, Step, Transition, goal_or_exit, within_goal_window
+from scrm_journey.domain.engine import (
+    EventSeen,
+    Instance,
+    Runner,
+    Signal,
+    Step,
+    TaskOutcome,
+    Transition,
+    goal_or_exit,
+    within_goal_window,
+)
 from scrm_journey.domain.triggers import may_reenter
 
 RUNNING = ("active", "waiting")
@@ -134,6 +144,17 @@ class JourneyEngine:
         if defn is None:
             return False
         step = Runner(defn, instance, facts, self.now).resume(signal)
+        if not step.transitions:
+            return False
+        self.writes.record(instance, step)
+        return True
+
+    async def hold(self, instance: Instance, signal: EventSeen | TaskOutcome) -> bool:
+        """The instance's journey is paused: keep the signal on the instance for when it resumes."""
+        defn = await definition(self.session, instance.tenant_id, instance.journey_id, instance.journey_version)
+        if defn is None:
+            return False
+        step = Runner(defn, instance, {}, self.now).hold(signal)
         if not step.transitions:
             return False
         self.writes.record(instance, step)
