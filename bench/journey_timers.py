@@ -323,6 +323,19 @@ async def latency_rounds(stack: Stack, args: argparse.Namespace) -> list[dict[st
     return rounds
 
 
+def consumer_batches(stack: Stack) -> dict[str, float]:
+    """The service's own account of its consumer batches (apply + offset commit), from its /metrics."""
+    import httpx
+
+    text_ = httpx.get(f"{stack.url('journey')}/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for line in text_.splitlines():
+        if line.startswith("scrm_consumer_batch_seconds_") and 'group="journey"' in line:
+            name, value = line.rsplit(" ", 1)
+            found[name.replace("scrm_consumer_batch_seconds_", "").replace('group="journey",', "")] = float(value)
+    return found
+
+
 async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     results: dict[str, Any] = {
         "machine": {"cpus": os.cpu_count(), "uptime_at_start": uptime()},
@@ -334,7 +347,8 @@ async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
     if args.part in ("all", "latency"):
         latency = await latency_rounds(stack, args)
         results["latency"] = {"rounds": latency, "median_p50_ms": median_of(latency, "p50_ms"),
-                              "median_p99_ms": median_of(latency, "p99_ms")}  # fmt: skip
+                              "median_p99_ms": median_of(latency, "p99_ms"),
+                              "consumer_batches": consumer_batches(stack)}  # fmt: skip
     results["machine"]["uptime_at_end"] = uptime()
     return results
 
@@ -369,7 +383,7 @@ def print_table(results: dict[str, Any]) -> None:
             median = f"{median_of(rounds, key):,.1f}"
             table.add_row(name, *[f"{r[key]:,.1f}" for r in rounds], median, target)
         table.add_row("  load (1 min) before / after", *[f"{a} / {b}" for a, b in (r["load_1m"] for r in rounds)])
-    console = Console()
+    console = Console(width=150)
     console.print(table)
     console.print(f"start: {results['machine']['uptime_at_start']}\nend:   {results['machine']['uptime_at_end']}")
 

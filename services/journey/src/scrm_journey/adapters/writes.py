@@ -4,15 +4,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Table, Text, TextClause, any_, bindparam, delete, text
-from sqlalchemy.dialects.postgresql import ARRAY, insert
+from sqlalchemy import Text, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import Topic, TouchRequest, TrackedEvent, record_key
-from scrm_journey.adapters.orm import InstanceRow, instances, outbox, timers, transitions
+from scrm_journey.adapters.orm import InstanceRow
+from scrm_journey.adapters.unit_sql import unit_statement
 from scrm_journey.domain.engine import Instance, Step
-from scrm_kit.outbox import OutgoingRecord, enqueue
+from scrm_kit.outbox import OutgoingRecord
 
 
 def instance_of(row: InstanceRow | Any) -> Instance:
@@ -41,46 +41,6 @@ def changed_row(instance: Instance, now: datetime) -> dict[str, Any]:
         "context": instance.context,
         "goal_at": instance.goal_at,
         "updated_at": now,
-    }
-
-
-_UPDATE = text(
-    "UPDATE journey.instances AS i SET state = u.state, current_node = u.current_node, holdout = u.holdout, "
-    "context = CAST(u.context AS jsonb), goal_at = u.goal_at, updated_at = :now "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:nodes AS text[]), "
-    "CAST(:holdouts AS boolean[]), CAST(:contexts AS text[]), CAST(:goals AS timestamptz[])) "
-    "AS u(instance_id, state, current_node, holdout, context, goal_at) WHERE i.instance_id = u.instance_id"
-)
-
-
-# Column -> PostgreSQL array element type of the ``INSERT ... SELECT unnest(...)`` statements below ("jsonb" travels
-# as text and is cast per row). Plain SQL with typed array casts: asyncpg encodes each Python list as one array,
-# and SQLAlchemy has no per-element bind processing to do (that cost per element showed in the scheduler profile).
-_INSTANCE_COLUMNS = {
-    "instance_id": "text", "tenant_id": "text", "journey_id": "text", "journey_version": "int", "customer_id": "text",
-    "user_id": "text", "entered_at": "timestamptz", "state": "text", "current_node": "text", "holdout": "boolean",
-    "context": "jsonb", "goal_at": "timestamptz", "updated_at": "timestamptz",
-}  # fmt: skip
-_MOVE_COLUMNS = {"instance_id": "text", "tenant_id": "text", "node_id": "text", "outcome": "text", "at": "timestamptz"}
-
-
-def _insert_from_arrays(table: Table, columns: dict[str, str]) -> TextClause:
-    """``INSERT ... SELECT unnest(:array), ...``: one statement and one bind parameter per column, whatever the rows."""
-    values = [
-        f"CAST(unnest(CAST(:{name} AS text[])) AS jsonb)" if kind == "jsonb" else f"unnest(CAST(:{name} AS {kind}[]))"
-        for name, kind in columns.items()
-    ]
-    return text(f"INSERT INTO {table.schema}.{table.name} ({', '.join(columns)}) SELECT {', '.join(values)}")
-
-
-_INSERT_INSTANCES = _insert_from_arrays(instances, _INSTANCE_COLUMNS)
-_INSERT_MOVES = _insert_from_arrays(transitions, _MOVE_COLUMNS)
-
-
-def _arrays(rows: list[dict[str, Any]], columns: dict[str, str]) -> dict[str, list[Any]]:
-    return {
-        name: [orjson.dumps(r[name]).decode() for r in rows] if kind == "jsonb" else [r[name] for r in rows]
-        for name, kind in columns.items()
     }
 
 
@@ -214,33 +174,16 @@ class Writes:
             )
 
     async def flush(self, session: AsyncSession) -> None:
-        if self.created:
-            await session.execute(_INSERT_INSTANCES, _arrays(self.created, _INSTANCE_COLUMNS))
-        if self.changed:
-            rows = list(self.changed.values())
-            await session.execute(
-                _UPDATE,
-                {
-                    "ids": [r["b_id"] for r in rows],
-                    "states": [r["state"] for r in rows],
-                    "nodes": [r["current_node"] for r in rows],
-                    "holdouts": [r["holdout"] for r in rows],
-                    "contexts": [orjson.dumps(r["context"]).decode() for r in rows],
-                    "goals": [r["goal_at"] for r in rows],
-                    "now": self.now,
-                },
-            )
-        if self.moves:
-            await session.execute(_INSERT_MOVES, _arrays(self.moves, _MOVE_COLUMNS))
-        if self.timers_cleared:
-            await session.execute(delete(timers).where(timers.c.timer_id == any_array(sorted(self.timers_cleared))))
-        if self.timers_set:
-            upsert = insert(timers)
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[timers.c.timer_id],
-                set_={"due_at": upsert.excluded.due_at, "paused": False, "customer_id": upsert.excluded.customer_id},
-            )
-            await session.execute(upsert, list(self.timers_set.values()))
-        await enqueue(session, outbox, self.outgoing)
+        """Everything queued, in one statement (one round trip), then start afresh."""
+        created = {r["instance_id"]: r for r in self.created}
+        for instance_id in [i for i in self.changed if i in created]:  # created and moved again in this unit
+            created[instance_id].update(self.changed.pop(instance_id), instance_id=instance_id)
+        changed = [{**r, "instance_id": r["b_id"]} for r in self.changed.values()]
+        statement = unit_statement(
+            self.now, list(created.values()), changed, self.moves, sorted(self.timers_cleared),
+            list(self.timers_set.values()), self.outgoing,
+        )  # fmt: skip
+        if statement is not None:
+            await session.execute(*statement)
         self.created, self.changed, self.moves, self.outgoing = [], {}, [], []
         self.timers_set, self.timers_cleared = {}, set()
