@@ -38,7 +38,7 @@ format: setup ## Format the code
 
 bench: setup ## Run the benchmarks under bench/ (tables on stdout, JSON in bench/results/)
 	@$(UV) sync --frozen --quiet --group bench
-	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 deploy-check: setup ## Validate compose and Helm (builds a pinned helm from Go modules once, into .cache/bin)
 	@PYTHON=$(VENV)/bin/python bash deploy/check.sh

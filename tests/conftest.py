@@ -4,17 +4,21 @@ The stack runs on free ports in its own state folder, so it never collides with 
 Each test creates its own tenant, so tests own their data and can run in any order.
 """
 
+import asyncio
 import json
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import asyncpg
 import pytest
+from sqlalchemy.engine import make_url
 
 from scrm_stack.launcher import REPO_ROOT, SERVICES, Stack, StackConfig
 
@@ -89,3 +93,31 @@ def tenant(stack: Stack, request: pytest.FixtureRequest) -> TenantCredentials:
 def db_url(stack: Stack) -> str:
     """The stack's PostgreSQL, for integration tests that drive a service's handlers in-process."""
     return stack.postgres.url
+
+
+@pytest.fixture(scope="session")
+def isolated_db_url(stack: Stack) -> str:
+    """A database of its own on the stack's PostgreSQL, migrated like the stack's, for in-process tests that read
+    back exactly what they wrote: the running services never see it, so their relays do not publish (and delete)
+    its outbox rows and no touch the stack sends for its customers comes back into it."""
+    url = make_url(stack.postgres.url)
+    name = f"isolated_{uuid.uuid4().hex[:8]}"
+
+    async def create() -> None:
+        connection = await asyncpg.connect(
+            host=url.host, port=url.port, user=url.username, password=url.password, database=url.database
+        )
+        try:
+            await connection.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await connection.close()
+
+    asyncio.run(create())
+    isolated = url.set(database=name).render_as_string(hide_password=False)
+    subprocess.run(
+        [sys.executable, "-m", "scrm_cli.main", "db", "upgrade"],
+        env=stack.service_env() | {"SCRM_DB__URL": isolated},
+        check=True,
+        capture_output=True,
+    )
+    return isolated

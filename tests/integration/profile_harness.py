@@ -16,7 +16,7 @@ from aiokafka.structs import ConsumerRecord
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from scrm_contracts import Topic, TrackedEvent
+from scrm_contracts import Topic, TouchResult, TrackedEvent
 from scrm_kit.clock import FixedClock
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.settings import DbSettings
@@ -68,9 +68,25 @@ def order(
     )
 
 
-def as_record(message: TrackedEvent) -> ConsumerRecord[bytes, bytes]:
+def as_record(message: TrackedEvent | TouchResult) -> ConsumerRecord[bytes, bytes]:
     value = message.to_wire()
-    return ConsumerRecord(Topic.EVENTS.value, 0, next(_offsets), 0, 0, b"k", value, None, 1, len(value), [])
+    topic = Topic.TOUCH_RESULTS if isinstance(message, TouchResult) else Topic.EVENTS
+    return ConsumerRecord(topic.value, 0, next(_offsets), 0, 0, b"k", value, None, 1, len(value), [])
+
+
+def touch_result(tenant_id: str, customer_id: str, status: str = "delivered", at: datetime = EPOCH) -> TouchResult:
+    key = f"touch-{uuid.uuid4()}"
+    return TouchResult(
+        event_id=f"{key}:{status}",
+        touch_key=key,
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        journey_id="welcome",
+        channel="webhook",
+        template_id="welcome",
+        status=status,  # type: ignore[arg-type]
+        occurred_at=at,
+    )
 
 
 class ProfileHarness:
@@ -79,7 +95,7 @@ class ProfileHarness:
         self.clock = clock
         self.consumer = ProfileConsumer(sessions, clock)
 
-    async def feed(self, messages: Sequence[TrackedEvent], batch: int = 50) -> None:
+    async def feed(self, messages: Sequence[TrackedEvent | TouchResult], batch: int = 50) -> None:
         for start in range(0, len(messages), batch):
             await self.consumer([as_record(m) for m in messages[start : start + batch]])
 

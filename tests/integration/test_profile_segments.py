@@ -15,15 +15,15 @@ from scrm_profile.adapters.orm import CustomerRow, EventRow
 from scrm_profile.adapters.rules_sql import compile_rule, event_count
 from scrm_profile.service.snapshots import rule_facts, snapshot_of
 from tests.conftest import TenantCredentials
-from tests.integration.profile_harness import EPOCH, ProfileHarness, event, harness, order
+from tests.integration.profile_harness import EPOCH, ProfileHarness, event, harness, order, touch_result
 
 STAGES = ["prospect", "new", "active", "silent", "sleeping", "churned"]
 CITIES = ["Hangzhou", "Shanghai", "Chengdu", "hangzhou", "Åbo"]
 
 
 @pytest.fixture
-async def profile(db_url: str) -> AsyncIterator[ProfileHarness]:
-    async for h in harness(db_url):
+async def profile(isolated_db_url: str) -> AsyncIterator[ProfileHarness]:
+    async for h in harness(isolated_db_url):
         yield h
 
 
@@ -290,3 +290,31 @@ async def test_erasure_leaves_nothing_behind(profile: ProfileHarness, tenant: Te
             )
         ).scalar_one()
     assert refunds == 0 and anywhere == 0
+
+
+async def test_a_touch_result_for_an_erased_customer_is_dropped_and_a_merged_ones_goes_to_the_survivor(
+    profile: ProfileHarness, tenant: TenantCredentials
+) -> None:
+    from scrm_profile.service.customers import erase
+
+    t = tenant.tenant_id
+    day_before = EPOCH - timedelta(days=1)
+    await profile.feed([order(t, "g0", "g0-o1", "5", at=day_before)])
+    await profile.feed([order(t, "g1", "g1-o1", "30"), event(t, "g2", kind="identify", traits={"email": "g2@ex.com"})])
+    gone, other = await profile.customer(t, "g1"), await profile.customer(t, "g2")
+    assert gone is not None and other is not None
+    async with profile.sessions() as session, session.begin():
+        await erase(session, await session.get(CustomerRow, (t, gone.customer_id)), profile.clock.now())
+    # g0 (the older customer) turns out to have g2's e-mail: g2 is merged into g0
+    await profile.feed([event(t, "g0", kind="identify", traits={"email": "G2@ex.com"})])
+    survivor = await profile.customer(t, "g2")
+    assert survivor is not None and survivor.customer_id != other.customer_id
+    # the welcome touches were in flight: their results arrive now
+    await profile.feed([touch_result(t, gone.customer_id), touch_result(t, other.customer_id, "clicked")])
+    async with profile.sessions() as session:
+        owners = (
+            (await session.execute(text("SELECT customer_id FROM profile.touches WHERE tenant_id = :t"), {"t": t}))
+            .scalars()
+            .all()
+        )
+    assert owners == [survivor.customer_id], "nothing comes back for the erased person; the click is the survivor's"

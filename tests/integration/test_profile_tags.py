@@ -10,8 +10,8 @@ from tests.integration.profile_harness import ProfileHarness, event, harness, or
 
 
 @pytest.fixture
-async def profile(db_url: str) -> AsyncIterator[ProfileHarness]:
-    async for h in harness(db_url):
+async def profile(isolated_db_url: str) -> AsyncIterator[ProfileHarness]:
+    async for h in harness(isolated_db_url):
         yield h
 
 

@@ -17,8 +17,8 @@ from tests.integration.profile_harness import EPOCH, ProfileHarness, event, harn
 
 
 @pytest.fixture
-async def profile(db_url: str) -> AsyncIterator[ProfileHarness]:
-    async for h in harness(db_url):
+async def profile(isolated_db_url: str) -> AsyncIterator[ProfileHarness]:
+    async for h in harness(isolated_db_url):
         yield h
 
 

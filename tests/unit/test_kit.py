@@ -104,3 +104,47 @@ def test_the_cached_partitioner_places_every_key_where_kafkas_default_does() -> 
     for key in keys + keys:
         assert cached(key, partitions, partitions) == default(key, partitions, partitions)
     assert cached(None, partitions, [3]) == 3
+
+
+def test_our_murmur2_is_kafkas_for_keys_of_every_length_and_byte() -> None:
+    import random
+
+    from aiokafka.partitioner import murmur2 as reference
+
+    from scrm_kit.kafka import murmur2
+
+    rng = random.Random(11)
+    keys = [bytes(rng.randrange(256) for _ in range(length)) for length in range(70) for _ in range(30)]
+    keys += ["租户:客户-1".encode(), b"\xff" * 9, b""]
+    for key in keys:
+        assert murmur2(key) == reference(key), key
+
+
+def test_a_lost_database_connection_is_a_503_and_other_database_errors_stay_500s() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from sqlalchemy.exc import DBAPIError, OperationalError, ProgrammingError
+
+    from scrm_kit.runtime import install_error_handlers
+
+    app = FastAPI()
+    install_error_handlers(app)
+
+    @app.get("/lost")
+    async def lost() -> None:
+        raise DBAPIError("SELECT 1", None, ConnectionResetError("connection was closed"), connection_invalidated=True)
+
+    @app.get("/down")
+    async def down() -> None:
+        raise OperationalError("SELECT 1", None, OSError("could not connect"))
+
+    @app.get("/bug")
+    async def bug() -> None:
+        raise ProgrammingError("SELEC 1", None, ValueError("syntax error"))
+
+    client = TestClient(app, raise_server_exceptions=False)
+    for path in ("/lost", "/down"):
+        answer = client.get(path)
+        assert answer.status_code == 503, path
+        assert answer.json()["error"]["code"] == "unavailable"
+    assert client.get("/bug").status_code == 500

@@ -37,4 +37,4 @@ class Contract(BaseModel):
 
     def to_wire(self) -> bytes:
         """Serialise for Kafka: compact UTF-8 JSON."""
-        return self.model_dump_json(exclude_none=False).encode()
+        return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes, before it decodes them

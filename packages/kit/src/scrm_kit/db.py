@@ -24,7 +24,7 @@ def build_engine(settings: DbSettings) -> AsyncEngine:
         settings.url.get_secret_value(),
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
-        pool_pre_ping=True,
+        pool_pre_ping=settings.pre_ping,
         echo=settings.echo,
     )
 

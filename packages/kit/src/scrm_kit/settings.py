@@ -16,6 +16,9 @@ class DbSettings(BaseModel):
     url: SecretStr = SecretStr("postgresql+asyncpg://postgres@127.0.0.1:55432/scrm")
     pool_size: int = 10
     max_overflow: int = 10
+    # A round trip per checkout to catch connections a Postgres restart broke. Off by default: a broken
+    # connection is dropped from the pool when it fails (consumers retry the batch; an API answers 503 once).
+    pre_ping: bool = False
     echo: bool = False
 
 

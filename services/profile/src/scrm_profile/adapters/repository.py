@@ -153,9 +153,26 @@ async def stored_value_balance(session: AsyncSession, tenant_id: str, customer_i
     return Decimal(row.balance)
 
 
-async def add_touch(session: AsyncSession, touch: TouchRow) -> None:
+async def add_touch(session: AsyncSession, touch: TouchRow) -> str | None:
+    """Put a touch outcome on its customer's timeline and return whose it is: a merged-away customer's goes to the
+    survivor; one for a customer who is gone (erased while the touch was in flight) is dropped, since erasure must
+    leave nothing behind."""
+    tenant_id, customer_id = touch.tenant_id, touch.customer_id
+    survivor = select(IdentityRow.customer_id).where(
+        IdentityRow.tenant_id == tenant_id, IdentityRow.kind == MERGED_KIND, IdentityRow.value == customer_id
+    )
+    exists = select(CustomerRow.customer_id).where(
+        CustomerRow.tenant_id == tenant_id, CustomerRow.customer_id == customer_id
+    )
+    owner = (
+        await session.execute(select(func.coalesce(exists.scalar_subquery(), survivor.scalar_subquery())))
+    ).scalar_one_or_none()
+    if owner is None:
+        return None
+    touch.customer_id = owner
     values = {c.key: getattr(touch, c.key) for c in TouchRow.__table__.columns}
     await session.execute(insert(TouchRow).values(**values).on_conflict_do_nothing())
+    return owner
 
 
 REF_KINDS = {

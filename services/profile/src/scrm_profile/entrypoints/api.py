@@ -11,12 +11,14 @@ from sqlalchemy import and_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_kit.errors import InvalidInput, NotFound
-from scrm_kit.runtime import SessionDep, create_app
+from scrm_kit.runtime import ReadSessionDep, create_app
 from scrm_kit.tenancy import TenantDep
+from scrm_profile.adapters import reads
 from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.orm import CustomerRow, SegmentMemberRow
 from scrm_profile.bootstrap import build_runtime
 from scrm_profile.domain.customers import Aggregates
+from scrm_profile.domain.identity import normalise
 from scrm_profile.entrypoints import schemas as s
 from scrm_profile.entrypoints.api_admin import router as admin_router
 from scrm_profile.entrypoints.api_segments import router as segments_router
@@ -41,30 +43,26 @@ SORTS = {
 
 
 async def customer_or_404(session: AsyncSession, tenant_id: str, ref: str) -> CustomerRow:
-    settings = await repo.tenant_settings(session, tenant_id)
-    customer = await repo.find_customer(session, tenant_id, ref, settings.default_country)
+    # Only phones need the tenant's default region to be normalised.
+    region = (await repo.tenant_settings(session, tenant_id)).default_country if ref.startswith("phone:") else "CN"
+    customer = await repo.find_customer(session, tenant_id, ref, region)
     if customer is None:
         raise NotFound(f"no customer {ref!r} in this tenant")
     return customer
 
 
 async def customer_out(session: AsyncSession, customer: CustomerRow) -> s.CustomerOut:
-    tenant, cid = customer.tenant_id, customer.customer_id
-    touches = await repo.recent_touches(session, tenant, cid)
+    return customer_view(customer, await reads.customer_details(session, customer.tenant_id, customer.customer_id))
+
+
+def customer_view(customer: Any, details: reads.CustomerDetails) -> s.CustomerOut:
+    """The API's view of a customer: ``customer`` is an ORM row or a row of the customers columns."""
+    cid = customer.customer_id
     identities: dict[str, list[str]] = {}
-    for identity in await repo.identities_of(session, tenant, cid):
-        identities.setdefault(identity.kind, []).append(identity.value)
-    segments = (
-        (
-            await session.execute(
-                select(SegmentMemberRow.segment_id).where(
-                    SegmentMemberRow.tenant_id == tenant, SegmentMemberRow.customer_id == cid
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    for kind, value in details.identities:
+        identities.setdefault(kind, []).append(value)
+    segments = details.segments
+    touches = details.touches
     aov = Aggregates(customer.orders_count, customer.revenue_total, None, None).average_order_value
     return s.CustomerOut(
         customer_id=cid,
@@ -89,7 +87,7 @@ async def customer_out(session: AsyncSession, customer: CustomerRow) -> s.Custom
         store_id=customer.store_id,
         traits=customer.traits or {},
         tags=list(customer.tags or []),
-        segments=sorted(segments),
+        segments=segments,
         membership=s.Membership(
             level=customer.membership_level,
             started_at=customer.membership_started_at,
@@ -111,7 +109,7 @@ async def customer_out(session: AsyncSession, customer: CustomerRow) -> s.Custom
         ),
         created_at=customer.created_at,
         updated_at=customer.updated_at,
-        touches=[s.TouchOut.model_validate(t, from_attributes=True) for t in touches],
+        touches=[s.TouchOut.model_validate(t) for t in touches],
         links=s.CustomerLinks(timeline=f"/v1/customers/{cid}/timeline"),
     )
 
@@ -133,7 +131,7 @@ def decode_cursor(cursor: str) -> list[Any]:
 @router.get("/customers", response_model=s.CustomerPage)
 async def search_customers(
     tenant: TenantDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     lifecycle_stage: str | None = None,
     tier: str | None = None,
     rfm_segment: str | None = None,
@@ -195,13 +193,25 @@ def _typed(sort: str, value: Any) -> Any:
 
 
 @router.get("/customers/{customer_ref}", response_model=s.CustomerOut)
-async def get_customer(customer_ref: CustomerRef, tenant: TenantDep, session: SessionDep) -> s.CustomerOut:
+async def get_customer(customer_ref: CustomerRef, tenant: TenantDep, session: ReadSessionDep) -> s.CustomerOut:
     """One customer's profile: identities, value, stage, tier, RFM, reachability, segments and latest touches."""
-    return await customer_out(session, await customer_or_404(session, tenant.tenant_id, customer_ref))
+    tenant_id = tenant.tenant_id
+    if customer_ref.startswith("cus_"):
+        found = await reads.find_with_details(session, tenant_id, customer_id=customer_ref)
+    else:
+        prefix, _, raw = customer_ref.partition(":")
+        kind = repo.REF_KINDS.get(prefix, "")
+        # Only phones need the tenant's default region to be normalised.
+        region = (await repo.tenant_settings(session, tenant_id)).default_country if kind == "phone" else "CN"
+        value = normalise(kind, raw, region) if kind else None
+        found = await reads.find_with_details(session, tenant_id, kind=kind, value=value) if value else None
+    if found is None:
+        raise NotFound(f"no customer {customer_ref!r} in this tenant")
+    return customer_view(*found)
 
 
 @router.get("/customers/{customer_ref}/timeline", response_model=s.TimelineOut)
-async def get_timeline(customer_ref: CustomerRef, tenant: TenantDep, session: SessionDep) -> s.TimelineOut:
+async def get_timeline(customer_ref: CustomerRef, tenant: TenantDep, session: ReadSessionDep) -> s.TimelineOut:
     """Orders, events and touches, newest first."""
     customer = await customer_or_404(session, tenant.tenant_id, customer_ref)
     tenant_id, cid = tenant.tenant_id, customer.customer_id

@@ -4,7 +4,7 @@ from dataclasses import asdict
 
 from fastapi import APIRouter, Request
 
-from scrm_kit.runtime import SessionDep
+from scrm_kit.runtime import ReadSessionDep
 from scrm_kit.tenancy import TenantDep
 from scrm_profile.adapters import repository as repo
 from scrm_profile.domain.settings import ProfileSettings
@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1", tags=["admin"])
 
 
 @router.get("/settings", response_model=ProfileSettings)
-async def get_settings(tenant: TenantDep, session: SessionDep) -> ProfileSettings:
+async def get_settings(tenant: TenantDep, session: ReadSessionDep) -> ProfileSettings:
     """Stage thresholds, tier rules, CLV horizon and phone region of this tenant."""
     return await repo.tenant_settings(session, tenant.tenant_id)
 
@@ -48,7 +48,7 @@ async def staff_handover(staff_id: str, body: s.HandoverIn, tenant: TenantDep, r
 
 
 @router.get("/metrics/dashboard", response_model=Dashboard)
-async def get_dashboard(tenant: TenantDep, session: SessionDep, request: Request) -> Dashboard:
+async def get_dashboard(tenant: TenantDep, session: ReadSessionDep, request: Request) -> Dashboard:
     """Counts by stage, tier and RFM cell; revenue, repurchase rate, frequency, order value, cohort retention
     at 7/30/90 days by first-order month, and the CLV distribution."""
     return await dashboard(session, tenant.tenant_id, request.app.state.clock.now())

@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, select
 
 from scrm_contracts.rules import Rule, parse_rule
 from scrm_kit.errors import InvalidInput, NotFound
-from scrm_kit.runtime import SessionDep
+from scrm_kit.runtime import ReadSessionDep
 from scrm_kit.tenancy import TenantDep
 from scrm_profile.adapters.orm import CustomerRow, SegmentMemberRow, SegmentRow
 from scrm_profile.entrypoints import schemas as s
@@ -82,7 +82,7 @@ async def create_segment(body: s.SegmentIn, tenant: TenantDep, request: Request)
 
 
 @router.get("/segments", response_model=list[s.SegmentOut])
-async def list_segments(tenant: TenantDep, session: SessionDep) -> list[s.SegmentOut]:
+async def list_segments(tenant: TenantDep, session: ReadSessionDep) -> list[s.SegmentOut]:
     rows = (
         (
             await session.execute(
@@ -103,7 +103,7 @@ async def _segment(session: Any, tenant_id: str, segment_id: str) -> SegmentRow:
 
 
 @router.get("/segments/{segment_id}", response_model=s.SegmentOut)
-async def get_segment(segment_id: str, tenant: TenantDep, session: SessionDep) -> s.SegmentOut:
+async def get_segment(segment_id: str, tenant: TenantDep, session: ReadSessionDep) -> s.SegmentOut:
     return await _out(session, await _segment(session, tenant.tenant_id, segment_id))
 
 
@@ -136,7 +136,7 @@ async def delete_segment(segment_id: str, tenant: TenantDep, request: Request) -
 async def segment_members(
     segment_id: str,
     tenant: TenantDep,
-    session: SessionDep,
+    session: ReadSessionDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: str | None = None,
 ) -> s.CustomerPage:
@@ -162,7 +162,7 @@ async def segment_members(
 
 
 @router.get("/segments/{segment_id}/count", response_model=s.CountOut)
-async def segment_count(segment_id: str, tenant: TenantDep, session: SessionDep, request: Request) -> s.CountOut:
+async def segment_count(segment_id: str, tenant: TenantDep, session: ReadSessionDep, request: Request) -> s.CountOut:
     """How many customers match the segment's rule right now (computed, not cached)."""
     row = await _segment(session, tenant.tenant_id, segment_id)
     return s.CountOut(
@@ -171,7 +171,9 @@ async def segment_count(segment_id: str, tenant: TenantDep, session: SessionDep,
 
 
 @router.post("/audiences/count", response_model=s.CountOut)
-async def count_audience(body: dict[str, Any], tenant: TenantDep, session: SessionDep, request: Request) -> s.CountOut:
+async def count_audience(
+    body: dict[str, Any], tenant: TenantDep, session: ReadSessionDep, request: Request
+) -> s.CountOut:
     """Count the customers an ad-hoc rule matches (body: `{"rule": {...}}`), e.g. while designing a segment."""
     if not isinstance(body.get("rule"), dict):
         raise InvalidInput('body must be {"rule": {...}}', field="rule")

@@ -274,7 +274,7 @@ class EventWork:
         await enqueue(self.session, outbox, [*records(changes), updated_record(customer, snapshot, cause, self.now)])
 
     async def record_touch(self, result: TouchResult) -> None:
-        await repo.add_touch(
+        owner = await repo.add_touch(
             self.session,
             TouchRow(
                 tenant_id=result.tenant_id,
@@ -289,7 +289,9 @@ class EventWork:
                 occurred_at=result.occurred_at,
             ),
         )
-        if result.status in ENGAGED:
-            customer = await repo.lock_customer(self.session, result.tenant_id, result.customer_id)
+        if owner is None:
+            logger.info("touch result %s names customer %s, who is gone: dropped", result.event_id, result.customer_id)
+        elif result.status in ENGAGED:
+            customer = await repo.lock_customer(self.session, result.tenant_id, owner)
             if customer is not None:
                 apply.touch_engagement(customer, result.occurred_at)
