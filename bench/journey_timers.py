@@ -1,24 +1,30 @@
 """Journey engine speed on a real PostgreSQL and a real Kafka broker (started here on free ports).
 
 1. Timers: 1,000,000 waiting instances stored (one timer each); ``--due`` of them are due. The production
-   ``TimerSweep`` (batches with FOR UPDATE SKIP LOCKED) runs in ``--replicas`` side by side until every due timer
-   fired; timers woken per second (target >= 5,000/s). Each wake moves the instance, records the transitions and
+   ``TimerSweep`` (batches with FOR UPDATE SKIP LOCKED) runs in ``--replicas`` processes side by side, as replicas
+   run in production (``--in-process``: all on one event loop), until every due timer fired; timers woken per
+   second (target >= 5,000/s). Each wake moves the instance, records the transitions and
    writes the touch request to the outbox.
 2. Latency: tracked events enter an event-triggered journey at ``--rate`` events/s; the journey service runs
    as its own process (role ``consumer``: consumer runner and outbox relay). For each touch request on
    ``touches.requests.v1``: the time from sending the triggering event to reading the request (p50/p99;
    target p99 < 200 ms at 500/s).
 
-Writes bench/results/journey_timers.json.
+Each part runs ``--rounds`` times; the table shows every round, the median and the load (``uptime``) around it,
+because the build machine is shared. Writes bench/results/journey_timers.json (``--part latency`` alone:
+journey_latency.json). ``--profile`` records py-spy stacks of the
+service (folded, for flamegraph tools) for each latency round.
 """
 
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import shutil
 import socket
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -81,13 +87,13 @@ async def publish(engine: Any, tenant: str, journey_id: str, document: dict[str,
         )
 
 
-async def store_waiting(engine: Any, tenant: str, total: int, due: int) -> float:
+async def store_waiting(engine: Any, tenant: str, total: int, due: int, first: int = 0) -> float:
     """``total`` instances waiting at node ``wait``; the first ``due`` timers are due at NOW, the rest a year on."""
     started = time.perf_counter()
     chunk = 200_000
     async with engine.begin() as conn:
-        for lo in range(0, total, chunk):
-            hi = min(total, lo + chunk)
+        for lo in range(first, first + total, chunk):
+            hi = min(first + total, lo + chunk)
             params = {"t": tenant, "lo": lo, "hi": hi - 1, "due": due, "now": NOW}
             await conn.execute(
                 text(
@@ -113,23 +119,45 @@ async def store_waiting(engine: Any, tenant: str, total: int, due: int) -> float
     return time.perf_counter() - started
 
 
-async def wake(db_url: str, tenant: str, replicas: int, batch: int) -> tuple[int, float]:
-    engines = [build_engine(DbSettings(url=db_url, pool_size=2)) for _ in range(replicas)]  # type: ignore[arg-type]
-    clock = FixedClock(NOW + timedelta(seconds=1))
+async def drain(db_url: str, tenant: str, batch: int) -> int:
+    """One scheduler replica: the production sweep, looping while batches come back full, until nothing is due."""
+    engine = build_engine(DbSettings(url=db_url, pool_size=2))  # type: ignore[arg-type]
+    sweep = TimerSweep(build_sessionmaker(engine), FixedClock(NOW + timedelta(seconds=1)), batch, tenant_id=tenant)
+    fired = 0
+    while (n := await sweep()) > 0:
+        fired += n
+    await engine.dispose()
+    return fired
 
-    async def drain(engine: Any) -> int:
-        sweep = TimerSweep(build_sessionmaker(engine), clock, batch, tenant_id=tenant)
-        fired = 0
-        while (n := await sweep()) > 0:
-            fired += n
-        return fired
 
-    started = time.perf_counter()
-    counts = await asyncio.gather(*(drain(e) for e in engines))
-    elapsed = time.perf_counter() - started
-    for engine in engines:
-        await engine.dispose()
-    return sum(counts), elapsed
+def replica_process(db_url: str, tenant: str, batch: int, ready: Any, go: Any, done: Any) -> None:
+    """A scheduler replica in its own process, as in production; starts when the parent says go."""
+    asyncio.run(build_engine(DbSettings(url=db_url)).dispose())  # type: ignore[arg-type]  # imports done
+    ready.put(True)
+    go.wait()
+    fired = asyncio.run(drain(db_url, tenant, batch))
+    done.put((fired, time.monotonic()))
+
+
+async def wake(db_url: str, tenant: str, replicas: int, batch: int, in_process: bool) -> tuple[int, float]:
+    if in_process:  # every replica on this process's one event loop (one core for all the Python work)
+        started = time.monotonic()
+        counts = await asyncio.gather(*(drain(db_url, tenant, batch) for _ in range(replicas)))
+        return sum(counts), time.monotonic() - started
+    context = multiprocessing.get_context("spawn")
+    ready, go, done = context.Queue(), context.Event(), context.Queue()
+    processes = [context.Process(target=replica_process, args=(db_url, tenant, batch, ready, go, done))
+                 for _ in range(replicas)]  # fmt: skip
+    for process in processes:
+        process.start()
+    for _ in processes:  # the clock starts once every replica has imported everything
+        await asyncio.to_thread(ready.get, True, 300)
+    started = time.monotonic()
+    go.set()
+    results = [await asyncio.to_thread(done.get, True, 600) for _ in processes]
+    for process in processes:
+        process.join(timeout=30)
+    return sum(fired for fired, _ in results), max(end for _, end in results) - started
 
 
 async def vacuum(engine: Any) -> None:
@@ -147,6 +175,9 @@ async def timer_rounds(db_url: str, args: argparse.Namespace) -> list[dict[str, 
     stored_s = await store_waiting(engine, tenant, args.instances, 0)
     rounds = []
     for n in range(args.rounds):
+        if n:  # the last round completed --due instances: store as many new waiting ones
+            await store_waiting(engine, tenant, args.due, 0, first=args.instances + (n - 1) * args.due)
+        load = os.getloadavg()[0]
         async with engine.begin() as conn:
             stored = (
                 await conn.execute(text("SELECT count(*) FROM journey.timers WHERE tenant_id = :t"), {"t": tenant})
@@ -160,11 +191,12 @@ async def timer_rounds(db_url: str, args: argparse.Namespace) -> list[dict[str, 
                 {"t": tenant, "now": NOW, "due": args.due},
             )
         await vacuum(engine)  # what autovacuum does between bursts: deleted timers leave the due-time index
-        fired, elapsed = await wake(db_url, tenant, args.replicas, args.batch)
+        fired, elapsed = await wake(db_url, tenant, args.replicas, args.batch, args.in_process)
         async with engine.begin() as conn:
             await conn.execute(text("TRUNCATE journey.outbox"))  # no relay runs in this part; keep it small
         rounds.append({"round": n + 1, "stored": stored, "store_seconds": round(stored_s, 1), "fired": fired,
-                       "seconds": round(elapsed, 2), "per_second": round(fired / elapsed)})  # fmt: skip
+                       "seconds": round(elapsed, 2), "per_second": round(fired / elapsed),
+                       "load_1m": [round(load, 2), round(os.getloadavg()[0], 2)]})  # fmt: skip
         print(f"  timers: {rounds[-1]}", flush=True)
     await engine.dispose()
     return rounds
@@ -176,8 +208,9 @@ async def latency_round(db_url: str, bootstrap: str, args: argparse.Namespace) -
     tenant = f"ten_bench_{uuid.uuid4().hex[:8]}"
     await publish(engine, tenant, "clicked", EVENT_JOURNEY)
     await engine.dispose()
+    # Like notify's consumer would: fetches answered as soon as a record is there (no 500 ms hold on quiet partitions).
     reader = AIOKafkaConsumer(Topic.TOUCH_REQUESTS.value, bootstrap_servers=bootstrap, auto_offset_reset="latest",
-                              group_id=f"bench-reader-{uuid.uuid4().hex[:6]}")  # fmt: skip
+                              group_id=f"bench-reader-{uuid.uuid4().hex[:6]}", fetch_max_wait_ms=20)  # fmt: skip
     sender = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=0)
     await reader.start()
     await sender.start()
@@ -187,20 +220,26 @@ async def latency_round(db_url: str, bootstrap: str, args: argparse.Namespace) -
     await asyncio.sleep(3)  # live journeys are cached for a moment: let the service see the new one
     sent_at: dict[str, float] = {}
     latencies: list[float] = []
-    to_step: list[float] = []  # event sent -> the step ran (the touch request's requested_at)
+    # Where the time goes, per request: event sent -> the step ran (the request's requested_at) -> the relay
+    # handed it to the producer (the record's CreateTime) -> read here.
+    stages: dict[str, list[float]] = {"to_step": [], "to_relay": [], "to_reader": []}
     total = int(args.rate * args.seconds)
 
     async def read() -> None:
         while len(latencies) < total:
             for records in (await reader.getmany(timeout_ms=500)).values():
                 now = time.perf_counter()
+                wall = time.time()
                 for r in records:
                     request = orjson.loads(r.value)
                     if request["tenant_id"] == tenant and request["customer_id"] in sent_at:
                         sent = sent_at.pop(request["customer_id"])
                         latencies.append(now - sent)
+                        sent_wall = wall - (now - sent)
                         stepped = datetime.fromisoformat(request["requested_at"]).timestamp()
-                        to_step.append(stepped - (time.time() - (time.perf_counter() - sent)))
+                        stages["to_step"].append(stepped - sent_wall)
+                        stages["to_relay"].append(r.timestamp / 1000 - stepped)
+                        stages["to_reader"].append(wall - r.timestamp / 1000)
 
     async def send() -> None:
         start = time.perf_counter()
@@ -228,41 +267,125 @@ async def latency_round(db_url: str, bootstrap: str, args: argparse.Namespace) -
     return {"events": total, "rate": args.rate, "p50_ms": round(1000 * ordered[len(ordered) // 2], 1),
             "p99_ms": round(1000 * ordered[int(len(ordered) * 0.99) - 1], 1),
             "max_ms": round(1000 * ordered[-1], 1),
-            "to_step_p50_ms": round(1000 * statistics.median(to_step), 1)}  # fmt: skip
+            **{f"{stage}_{q}_ms": round(1000 * quantile(values, q), 1) for stage, values in stages.items()
+               for q in ("p50", "p99")}}  # fmt: skip
+
+
+STAGES = {
+    "to_step": "event sent -> step ran",
+    "to_relay": "step ran -> relay sent",
+    "to_reader": "relay sent -> read",
+}
+
+
+def quantile(values: list[float], q: str) -> float:
+    ordered = sorted(values)
+    return ordered[max(0, int(len(ordered) * int(q[1:]) / 100) - 1)] if q != "p50" else statistics.median(ordered)
 
 
 def median_of(rounds: list[dict[str, Any]], key: str) -> float:
     return float(statistics.median(r[key] for r in rounds))
 
 
-async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
-    db_url = stack.postgres.url
-    timers = await timer_rounds(db_url, args)
+def uptime() -> str:
+    """What ``uptime`` says: the machine is shared, so every figure goes with the load it was measured under."""
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "load average: " + ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def profile(pid: int, seconds: float, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy on the journey service while a latency round runs (``--profile``): folded stacks next to the JSON."""
+    uvx = shutil.which("uvx") or str(REPO_ROOT / ".cache" / "bootstrap" / "bin" / "uvx")
+    command = [uvx, "py-spy", "record", "-p", str(pid), "-d", str(int(seconds)), "-f", "raw", "--nonblocking"]
+    command += ["-o", str(out)]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def latency_rounds(stack: Stack, args: argparse.Namespace) -> list[dict[str, Any]]:
     env = stack.service_env() | {"SCRM_ROLES": "consumer", "SCRM_LOG_LEVEL": "WARNING", "SCRM_ENV": "test"}
     stack.start_service("journey", env)
     stack.wait_ready(("journey",))
-    latency = []
-    for _ in range(args.rounds):
-        latency.append(await latency_round(db_url, stack.kafka.bootstrap, args))
-        print(f"  latency: {latency[-1]}", flush=True)
-    return {
-        "machine": {"cpus": os.cpu_count(), "load_at_start": list(os.getloadavg())},
+    rounds = []
+    for n in range(args.rounds):
+        spy = None
+        if args.profile:
+            out = RESULTS.parent / f"journey_latency_round{n + 1}.folded"
+            spy = profile(stack.processes["journey"].pid, args.seconds + 5, out)
+        load = os.getloadavg()[0]
+        found = await latency_round(stack.postgres.url, stack.kafka.bootstrap, args)
+        found["load_1m"] = [round(load, 2), round(os.getloadavg()[0], 2)]
+        rounds.append(found)
+        if spy is not None:
+            spy.wait(timeout=60)
+        print(f"  latency: {rounds[-1]}", flush=True)
+    return rounds
+
+
+def consumer_batches(stack: Stack) -> dict[str, float]:
+    """The service's own account of its consumer batches (apply + offset commit), from its /metrics."""
+    import httpx
+
+    text_ = httpx.get(f"{stack.url('journey')}/metrics", timeout=10).text
+    found: dict[str, float] = {}
+    for line in text_.splitlines():
+        if line.startswith("scrm_consumer_batch_seconds_") and 'group="journey"' in line:
+            name, value = line.rsplit(" ", 1)
+            found[name.replace("scrm_consumer_batch_seconds_", "").replace('group="journey",', "")] = float(value)
+    return found
+
+
+async def run(stack: Stack, args: argparse.Namespace) -> dict[str, Any]:
+    results: dict[str, Any] = {
+        "machine": {"cpus": os.cpu_count(), "uptime_at_start": uptime()},
         "params": vars(args),
-        "timers": {"rounds": timers, "median_per_second": median_of(timers, "per_second")},
-        "latency": {"rounds": latency, "median_p50_ms": median_of(latency, "p50_ms"),
-                    "median_p99_ms": median_of(latency, "p99_ms")},
-    }  # fmt: skip
+    }
+    if args.part in ("all", "timers"):
+        timers = await timer_rounds(stack.postgres.url, args)
+        results["timers"] = {"rounds": timers, "median_per_second": median_of(timers, "per_second")}
+    if args.part in ("all", "latency"):
+        latency = await latency_rounds(stack, args)
+        results["latency"] = {"rounds": latency, "median_p50_ms": median_of(latency, "p50_ms"),
+                              "median_p99_ms": median_of(latency, "p99_ms"),
+                              "consumer_batches": consumer_batches(stack)}  # fmt: skip
+    results["machine"]["uptime_at_end"] = uptime()
+    return results
 
 
 def print_table(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
     p = results["params"]
-    print(f"\njourney engine, {p['instances']:,} waiting instances stored, {p['due']:,} due, {p['replicas']} replicas")
-    print(f"{'measure':44}{'median':>12}{'target':>12}")
-    print(f"{'due timers woken per second':44}{results['timers']['median_per_second']:>12,.0f}{'>= 5,000':>12}")
-    rate = f"{p['rate']:.0f}/s"
-    latency = results["latency"]
-    print(f"{'event -> touch request p50 at ' + rate + ' (ms)':44}{latency['median_p50_ms']:>12.1f}{'':>12}")
-    print(f"{'event -> touch request p99 at ' + rate + ' (ms)':44}{latency['median_p99_ms']:>12.1f}{'< 200':>12}")
+    table = Table(title=f"journey engine ({results['machine']['cpus']} CPUs, shared; {p['rounds']} rounds)")
+    table.add_column("measure")
+    for n in range(p["rounds"]):
+        table.add_column(f"round {n + 1}", justify="right")
+    table.add_column("median", justify="right", style="bold")
+    table.add_column("target", justify="right")
+    if "timers" in results:
+        rounds = results["timers"]["rounds"]
+        title = f"due timers woken /s ({p['instances']:,} stored, {p['due']:,} due, {p['replicas']} replicas)"
+        cells = [f"{r['per_second']:,}" for r in rounds]
+        table.add_row(title, *cells, f"{results['timers']['median_per_second']:,.0f}", ">= 5,000")
+        table.add_row("  load (1 min) before / after", *[f"{a} / {b}" for a, b in (r["load_1m"] for r in rounds)])
+    if "latency" in results:
+        rounds = results["latency"]["rounds"]
+        rate = f"{p['rate']:.0f}/s"
+        stages = [
+            ("p50_ms", f"event -> touch request p50 at {rate} (ms)", ""),
+            ("p99_ms", f"event -> touch request p99 at {rate} (ms)", "< 200"),
+        ]
+        for stage, label in STAGES.items():
+            stages += [(f"{stage}_{q}_ms", f"  {label} {q} (ms)", "") for q in ("p50", "p99")]
+        for key, name, target in stages:
+            median = f"{median_of(rounds, key):,.1f}"
+            table.add_row(name, *[f"{r[key]:,.1f}" for r in rounds], median, target)
+        table.add_row("  load (1 min) before / after", *[f"{a} / {b}" for a, b in (r["load_1m"] for r in rounds)])
+    console = Console(width=150)
+    console.print(table)
+    console.print(f"start: {results['machine']['uptime_at_start']}\nend:   {results['machine']['uptime_at_end']}")
 
 
 def main() -> None:
@@ -274,6 +397,9 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=500.0)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--in-process", action="store_true", help="scheduler replicas on one event loop")
+    parser.add_argument("--part", choices=("all", "timers", "latency"), default="all")
+    parser.add_argument("--profile", action="store_true", help="py-spy flame graphs of the service (latency part)")
     args = parser.parse_args()
     state = Path(
         tempfile.mkdtemp(prefix="bench-journey-", dir=REPO_ROOT / ".local" if (REPO_ROOT / ".local").exists() else None)
@@ -281,16 +407,17 @@ def main() -> None:
     config = StackConfig(state_dir=state, pg_port=free_port(), kafka_port=free_port(), controller_port=free_port(),
                          sink_port=free_port(), service_ports={"journey": free_port()})  # fmt: skip
     stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
+    RESULTS.parent.mkdir(exist_ok=True)
     try:
         stack.start_infrastructure()
         results = asyncio.run(run(stack, args))
     finally:
         stack.stop()
         shutil.rmtree(state, ignore_errors=True)
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2, default=str))
+    out = RESULTS if args.part == "all" else RESULTS.with_name(f"journey_{args.part}.json")
+    out.write_text(json.dumps(results, indent=2, default=str))
     print_table(results)
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -80,13 +80,45 @@ async def test_playbooks_install_once_and_stay_editable(stack: Stack, tenant: Te
         installed = await api.post("/v1/playbooks/lifecycle_care/install")
         assert installed.status_code == 201 and installed.json()["status"] == "active"
         again = await api.post("/v1/playbooks/lifecycle_care/install")
-        assert again.status_code == 400 and again.json()["error"]["code"] == "conflict"
+        assert again.status_code == 409 and again.json()["error"]["code"] == "conflict"
+        assert again.json()["error"]["field"] == "name" and "already installed" in again.json()["error"]["message"]
         edited = dict(installed.json()["definition"], name="Lifecycle care (ours)")
         assert (await api.put("/v1/journeys/lifecycle_care", json=edited)).status_code == 200
         republished = (await api.post("/v1/journeys/lifecycle_care/publish")).json()
         assert (republished["name"], republished["version"]) == ("Lifecycle care (ours)", 2)
         paused = (await api.post("/v1/journeys/welcome/pause")).json()
         assert (paused["status"], paused["built_in"]) == ("paused", False)
+
+
+async def test_conflicts_are_409_naming_the_field(stack: Stack, tenant: TenantCredentials) -> None:
+    async with client(stack, tenant) as api:
+        created = await api.post("/v1/journeys", content=YAML_JOURNEY, headers={"Content-Type": "application/yaml"})
+        journey_id = created.json()["journey_id"]
+        url = f"/v1/journeys/{journey_id}"
+
+        async def conflict(response: httpx.Response) -> str:
+            assert response.status_code == 409, response.text
+            error = response.json()["error"]
+            assert error["code"] == "conflict" and journey_id in error["message"]
+            return str(error["field"])
+
+        assert await conflict(await api.post(f"{url}/resume")) == "status"  # a draft is not paused
+        assert await conflict(await api.post(f"{url}/pause")) == "status"  # nor active yet
+        assert (await api.post(f"{url}/publish")).status_code == 200
+        published = await api.get(f"{url}/versions/1")
+        assert published.status_code == 200 and published.json()["definition"]["name"] == "Club welcome"
+        assert (await api.get(f"{url}/versions/7")).status_code == 404
+        edited = await api.put(f"{url}/versions/1", content=YAML_JOURNEY, headers={"Content-Type": "application/yaml"})
+        assert await conflict(edited) == "version"
+        assert "PUT /v1/journeys/" in edited.json()["error"]["message"]
+        assert (await api.post(f"{url}/pause")).status_code == 200
+        assert await conflict(await api.post(f"{url}/pause")) == "status"
+        assert (await api.post(f"{url}/archive")).status_code == 200
+        assert await conflict(await api.post(f"{url}/publish")) == "status"
+        put = await api.put(url, content=YAML_JOURNEY, headers={"Content-Type": "application/yaml"})
+        assert await conflict(put) == "status"
+        assert await conflict(await api.post(f"{url}/resume")) == "status"
+        assert (await api.get(url)).json()["status"] == "archived"
 
 
 async def test_tracked_event_runs_a_journey_to_a_signed_webhook_across_a_kill(

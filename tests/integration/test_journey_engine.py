@@ -324,3 +324,56 @@ async def test_one_batch_enters_once_and_sees_its_own_entries(journey: JourneyHa
     await journey.feed(joined, journey.tracked("c", "Joined Club"), joined, journey.tracked("c", "Order Completed"))
     [(instance, moves)] = await journey.instances("c")
     assert instance.state == "converted" and moves[-1] == "wait:goal reached"
+
+
+CLICK_OR_REMIND = {
+    "hello": {"type": "send_touch", "channels": ["wecom"], "template_id": "hello", "next": "clicked"},
+    "clicked": {"type": "wait_for_event", "event": "Message Clicked", "timeout": {"days": 2},
+                "on_event": "thanks", "on_timeout": "reminder"},
+    "thanks": {"type": "send_touch", "channels": ["wecom"], "template_id": "thanks"},
+    "reminder": {"type": "send_touch", "channels": ["sms"], "template_id": "reminder"},
+}  # fmt: skip
+
+
+async def test_pause_holds_event_moves_and_resume_applies_them(journey: JourneyHarness) -> None:
+    journey_id = await journey.publish(
+        definition(CLICK_OR_REMIND, goal={"event": "Order Completed"}, exit_when=[{"event": "Unsubscribed"}])
+    )
+    await journey.feed(*[journey.tracked(c, "Joined Club") for c in ("clicker", "quiet", "buyer", "leaver")])
+    await journey.admin("pause", journey_id)
+    # While paused: a click moves nobody on and sends nothing, but is kept; goals and exit rules still apply.
+    await journey.feed(journey.tracked("clicker", "Message Clicked"), journey.tracked("clicker", "Message Clicked"))
+    await journey.feed(journey.tracked("buyer", "Order Completed"), journey.tracked("leaver", "Unsubscribed"))
+    by_customer = {i.customer_id: (i, moves) for i, moves in await journey.instances()}
+    clicker, clicker_moves = by_customer["clicker"]
+    assert (clicker.state, clicker.current_node) == ("waiting", "clicked")
+    assert clicker_moves.count("clicked:Message Clicked seen while paused (held)") == 1
+    assert (by_customer["buyer"][0].state, by_customer["leaver"][0].state) == ("converted", "exited")
+    journey.clock.advance(3 * DAY)  # the click timeout passes during the pause: the held click still wins
+    assert await journey.tick() == 0, "no timer fires while paused"
+    assert sorted(r["template_id"] for r in await journey.published()) == ["hello"] * 4
+    await journey.admin("resume", journey_id)
+    assert await journey.tick() == 2  # the clicker (its held click, at once) and the quiet one (timed out)
+    by_customer = {i.customer_id: (i, moves) for i, moves in await journey.instances()}
+    clicker, clicker_moves = by_customer["clicker"]
+    assert clicker.state == "completed" and "clicked:Message Clicked seen" in clicker_moves
+    assert "clicked:no Message Clicked in time" in by_customer["quiet"][1]
+    requests = await journey.published()
+    sent = sorted((r["customer_id"], r["template_id"]) for r in requests if r["template_id"] != "hello")
+    assert sent == [("clicker", "thanks"), ("quiet", "reminder")]
+
+
+async def test_a_click_held_during_a_pause_moves_the_instance_at_resume_before_its_timeout(
+    journey: JourneyHarness,
+) -> None:
+    journey_id = await journey.publish(definition(CLICK_OR_REMIND))
+    await journey.feed(journey.tracked("c", "Joined Club"))
+    await journey.admin("pause", journey_id)
+    await journey.feed(journey.tracked("c", "Message Clicked"))
+    await journey.admin("resume", journey_id)  # well before the 2-day timeout
+    assert await journey.tick() == 1
+    [(instance, moves)] = await journey.instances("c")
+    assert instance.state == "completed" and moves.count("clicked:Message Clicked seen") == 1
+    journey.clock.advance(3 * DAY)
+    assert await journey.tick() == 0, "the timeout timer went with the move"
+    assert sorted(r["template_id"] for r in await journey.published()) == ["hello", "thanks"]

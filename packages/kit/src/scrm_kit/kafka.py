@@ -100,17 +100,17 @@ class BatchedSender:
         self._open: dict[int, Any] = {}
         self._sent: list[tuple[asyncio.Future[Any], int]] = []
 
-    async def append(self, key: bytes, value: bytes) -> None:
+    async def append(self, key: bytes, value: bytes, headers: Sequence[tuple[str, bytes]] = ()) -> None:
         if not self._partitions:
             self._partitions = sorted(await self._producer.partitions_for(self._topic))
         partition = self._partitioner(key, self._partitions, self._partitions)
         batch = self._open.get(partition)
         if batch is None:
             batch = self._open[partition] = self._producer.create_batch()
-        if batch.append(timestamp=None, key=key, value=value) is None:
+        if batch.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
             await self._send(partition)
             batch = self._open[partition] = self._producer.create_batch()
-            if batch.append(timestamp=None, key=key, value=value) is None:
+            if batch.append(timestamp=None, key=key, value=value, headers=list(headers)) is None:
                 raise ValueError(f"a record of {len(value)} bytes does not fit in a batch")
 
     async def flush(self, timeout: float) -> int:
@@ -158,6 +158,7 @@ class ConsumerRunner:
         retry_base_delay: float = 0.2,
         combine_partitions: bool = False,
         dead_letter_topic: str | None = None,
+        fetch_max_wait_ms: int = 500,
     ) -> None:
         self.group = group
         self.topics = list(topics)
@@ -171,6 +172,10 @@ class ConsumerRunner:
         # round trips per record when many partitions each carry a few records. Offsets still commit after it.
         self._combine_partitions = combine_partitions
         self._dead_letter_topic = dead_letter_topic or dlq_topic(group)
+        # How long the broker may hold a fetch with no new data. Only one fetch is in flight per broker, and it
+        # leaves out partitions whose records are still being handled: a long wait on quiet partitions delays
+        # the next records of busy ones by up to this much. Latency-sensitive consumers set it low.
+        self._fetch_max_wait_ms = fetch_max_wait_ms
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -189,6 +194,7 @@ class ConsumerRunner:
             session_timeout_ms=self._settings.session_timeout_ms,
             request_timeout_ms=max(self._settings.request_timeout_ms, self._settings.session_timeout_ms + 5000),
             max_poll_records=self._max_records,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
         )
         await self._consumer.start()
         self._consumer.subscribe(self.topics, listener=_CommitBeforeRevoke(self._lock))

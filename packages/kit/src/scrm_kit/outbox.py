@@ -8,6 +8,7 @@ the same transaction as its writes (``claim_new``), so a redelivered record chan
 import asyncio
 import json
 import logging
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -31,6 +32,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from scrm_kit.kafka import BatchedSender, CachedKeyPartitioner
 from scrm_kit.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED
 
 logger = logging.getLogger(__name__)
@@ -109,7 +111,13 @@ async def claim_new(
 
 
 class OutboxRelay:
-    """Publishes outbox rows in id order; any number of relays share the table with SKIP LOCKED."""
+    """Publishes outbox rows in id order; any number of relays share the table with SKIP LOCKED.
+
+    An idle relay polls every ``idle_interval`` seconds; a handler in the same process calls ``wake()`` after it
+    committed records, so they go out at once instead of waiting half an interval on average. A batch is claimed
+    and deleted in one statement and published as closed per-partition batches (no linger); the transaction
+    commits only after Kafka acknowledged every record, so a failure leaves the rows for the next attempt.
+    """
 
     def __init__(
         self,
@@ -118,13 +126,17 @@ class OutboxRelay:
         producer: AIOKafkaProducer,
         batch_size: int = 500,
         idle_interval: float = 0.05,
+        ack_timeout: float = 60.0,
     ) -> None:
         self._sessions = sessions
         self._table = table
         self._producer = producer
         self._batch_size = batch_size
         self._idle_interval = idle_interval
+        self._ack_timeout = ack_timeout
         self._stopping = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._partitioner = CachedKeyPartitioner()  # one for the relay's life: it remembers each key's hash
         self._task: asyncio.Task[None] | None = None
 
     name = "outbox-relay"
@@ -134,11 +146,16 @@ class OutboxRelay:
 
     async def stop(self) -> None:
         self._stopping.set()
+        self._wakeup.set()
         if self._task is not None:
             try:
                 await asyncio.wait_for(self._task, timeout=15)
             except (TimeoutError, asyncio.CancelledError):
                 self._task.cancel()
+
+    def wake(self) -> None:
+        """Records were just committed: publish now rather than at the next poll."""
+        self._wakeup.set()
 
     @property
     def running(self) -> bool:
@@ -147,31 +164,26 @@ class OutboxRelay:
     async def relay_once(self) -> int:
         """Publish one batch; return how many records went out."""
         t = self._table
+        claimed = select(t.c.id).order_by(t.c.id).limit(self._batch_size).with_for_update(skip_locked=True)
+        claim = delete(t).where(t.c.id.in_(claimed.scalar_subquery()))
         async with self._sessions() as session, session.begin():
-            rows = (
-                await session.execute(
-                    select(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers)
-                    .order_by(t.c.id)
-                    .limit(self._batch_size)
-                    .with_for_update(skip_locked=True)
-                )
-            ).all()
+            result = await session.execute(claim.returning(t.c.id, t.c.topic, t.c.key, t.c.value, t.c.headers))
+            rows = sorted(result.all(), key=lambda r: r.id)
             if not rows:
                 return 0
-            futures = [
-                await self._producer.send(
-                    r.topic, value=r.value, key=r.key, headers=[(k, v.encode()) for k, v in (r.headers or {}).items()]
-                )
-                for r in rows
-            ]
-            await asyncio.gather(*futures)
-            await session.execute(delete(t).where(t.c.id.in_([r.id for r in rows])))
-        for r in rows:
-            OUTBOX_PUBLISHED.labels(r.topic).inc()
+            senders: dict[str, BatchedSender] = {}
+            for r in rows:
+                if r.topic not in senders:
+                    senders[r.topic] = BatchedSender(self._producer, r.topic, self._partitioner)
+                await senders[r.topic].append(r.key, r.value, [(k, v.encode()) for k, v in (r.headers or {}).items()])
+            await asyncio.gather(*(sender.flush(self._ack_timeout) for sender in senders.values()))
+        for topic, count in Counter(r.topic for r in rows).items():
+            OUTBOX_PUBLISHED.labels(topic).inc(count)
         return len(rows)
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            self._wakeup.clear()
             try:
                 sent = await self.relay_once()
                 OUTBOX_PENDING.set(0 if sent < self._batch_size else self._batch_size)
@@ -181,6 +193,6 @@ class OutboxRelay:
                 await asyncio.sleep(1)
             if sent < self._batch_size:
                 try:
-                    await asyncio.wait_for(self._stopping.wait(), timeout=self._idle_interval)
+                    await asyncio.wait_for(self._wakeup.wait(), timeout=self._idle_interval)
                 except TimeoutError:
                     pass

@@ -21,20 +21,24 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-journey")
     runtime = Runtime(name="journey", engine=engine, sessions=sessions, producer=producer)
+    if "consumer" not in settings.roles and "scheduler" not in settings.roles:
+        return runtime
+    # Whatever this process commits to the outbox, its own relay publishes at once (no poll interval to wait).
+    relay = OutboxRelay(sessions, outbox, producer)
     if "consumer" in settings.roles:
         runtime.workers.append(
             ConsumerRunner(
                 settings=settings.kafka,
                 group=settings.consumer_group,
                 topics=[Topic.PROFILE_CHANGES.value, Topic.TOUCH_RESULTS.value],
-                handler=JourneyConsumer(sessions, clock),
+                handler=JourneyConsumer(sessions, clock, on_commit=relay.wake),
                 producer=producer,
                 combine_partitions=True,
+                fetch_max_wait_ms=settings.consumer_fetch_max_wait_ms,
             )
         )
     if "scheduler" in settings.roles:
-        sweep = TimerSweep(sessions, clock, settings.timer_batch_size)
+        sweep = TimerSweep(sessions, clock, settings.timer_batch_size, on_commit=relay.wake)
         runtime.workers.append(Periodic("journey-timers", sweep, settings.timer_interval_seconds, sweep.batch_size))
-    if "consumer" in settings.roles or "scheduler" in settings.roles:
-        runtime.workers.append(OutboxRelay(sessions, outbox, producer))
+    runtime.workers.append(relay)
     return runtime

@@ -176,3 +176,26 @@ def test_the_goal_counts_within_its_window_after_the_path_ended() -> None:
     assert in_time.state == "completed" and in_time.goal_at == T0 + timedelta(days=6)
     too_late = run(nodes, goal=goal, events=[ScriptedEvent(T0 + timedelta(days=8), "Order Completed")])
     assert too_late.goal_at is None
+
+
+def test_a_task_outcome_held_while_paused_decides_when_the_timer_fires() -> None:
+    from scrm_journey.domain.engine import TaskOutcome
+
+    document = {
+        "name": "t", "trigger": {"type": "event", "event": "Go"}, "start": "call",
+        "nodes": {"call": {"type": "staff_task", "title": "Call", "timeout": {"days": 2}, "on_completed": None,
+                           "on_expired": "auto"},
+                  "auto": {"type": "send_touch", "channels": ["sms"], "template_id": "auto"}},
+    }  # fmt: skip
+    definition = parse_definition(document)
+    instance = Instance("ji_1", "t", "c", "j", 1, T0)
+    Runner(definition, instance, facts(), T0).start()
+    key = instance.context["awaiting_touch"]
+    other = TaskOutcome("someone-else:call:1", "completed")
+    assert Runner(definition, instance, facts(), T0).hold(other).transitions == []
+    held = Runner(definition, instance, facts(), T0).hold(TaskOutcome(key, "completed"))
+    assert [t.outcome for t in held.transitions] == ["task completed while paused (held)"]
+    assert instance.state == "waiting" and held.touches == []
+    step = Runner(definition, instance, facts(), T0 + timedelta(days=3)).resume(TimerFired())
+    assert [t.outcome for t in step.transitions] == ["task completed", "completed"]
+    assert step.touches == [] and instance.state == "completed" and "held" not in instance.context

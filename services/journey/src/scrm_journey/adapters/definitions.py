@@ -52,7 +52,15 @@ async def definition(session: AsyncSession, tenant_id: str, journey_id: str, ver
     return parsed
 
 
-_LIVE: dict[str, tuple[float, list[LiveJourney]]] = {}
+@dataclass(frozen=True, slots=True)
+class TenantJourneys:
+    """What the hot path needs per tenant: journeys taking entries, and paused journeys (their instances hold)."""
+
+    live: list[LiveJourney]
+    paused: frozenset[str]
+
+
+_LIVE: dict[str, tuple[float, TenantJourneys]] = {}
 LIVE_SECONDS = 2.0  # how long a consumer may keep entering with the previous list after a publish elsewhere
 
 
@@ -61,8 +69,8 @@ def forget_live(tenant_id: str) -> None:
     _LIVE.pop(tenant_id, None)
 
 
-async def live_journeys(session: AsyncSession, tenant_id: str) -> list[LiveJourney]:
-    """Journeys that take new entries now, cached for ``LIVE_SECONDS`` per tenant (the hot path reads it per batch)."""
+async def tenant_journeys(session: AsyncSession, tenant_id: str) -> TenantJourneys:
+    """Live and paused journeys, cached for ``LIVE_SECONDS`` per tenant (the hot path reads it per batch)."""
     cached = _LIVE.get(tenant_id)
     if cached is not None and cached[0] > time.monotonic():
         return cached[1]
@@ -73,8 +81,13 @@ async def live_journeys(session: AsyncSession, tenant_id: str) -> list[LiveJourn
     return found
 
 
-async def _read_live(session: AsyncSession, tenant_id: str) -> list[LiveJourney]:
-    """Active journeys with a published version, plus untouched default playbooks."""
+async def live_journeys(session: AsyncSession, tenant_id: str) -> list[LiveJourney]:
+    """Journeys that take new entries now (cached like ``tenant_journeys``)."""
+    return (await tenant_journeys(session, tenant_id)).live
+
+
+async def _read_live(session: AsyncSession, tenant_id: str) -> TenantJourneys:
+    """Active journeys with a published version, plus untouched default playbooks; and the paused ones."""
     rows = (
         await session.execute(
             select(journeys.c.journey_id, journeys.c.status, journeys.c.published_version).where(
@@ -90,4 +103,4 @@ async def _read_live(session: AsyncSession, tenant_id: str) -> list[LiveJourney]
                 live.append(LiveJourney(row.journey_id, row.published_version, found))
     present = {row.journey_id for row in rows}
     live += [LiveJourney(p.name, 1, p.definition) for p in DEFAULT_PLAYBOOKS if p.name not in present]
-    return live
+    return TenantJourneys(live, frozenset(row.journey_id for row in rows if row.status == "paused"))

@@ -4,15 +4,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-import orjson
-from sqlalchemy import Boolean, DateTime, Integer, Table, Text, any_, bindparam, cast, delete, func, select, text
-from sqlalchemy.dialects.postgresql import ARRAY, JSONB, insert
+from sqlalchemy import Text, any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import Topic, TouchRequest, TrackedEvent, record_key
-from scrm_journey.adapters.orm import InstanceRow, instances, outbox, timers, transitions
+from scrm_journey.adapters.orm import InstanceRow
+from scrm_journey.adapters.unit_sql import unit_statement
 from scrm_journey.domain.engine import Instance, Step
-from scrm_kit.outbox import OutgoingRecord, enqueue
+from scrm_kit.outbox import OutgoingRecord
 
 
 def instance_of(row: InstanceRow | Any) -> Instance:
@@ -42,42 +42,6 @@ def changed_row(instance: Instance, now: datetime) -> dict[str, Any]:
         "goal_at": instance.goal_at,
         "updated_at": now,
     }
-
-
-_UPDATE = text(
-    "UPDATE journey.instances AS i SET state = u.state, current_node = u.current_node, holdout = u.holdout, "
-    "context = CAST(u.context AS jsonb), goal_at = u.goal_at, updated_at = :now "
-    "FROM unnest(CAST(:ids AS text[]), CAST(:states AS text[]), CAST(:nodes AS text[]), "
-    "CAST(:holdouts AS boolean[]), CAST(:contexts AS text[]), CAST(:goals AS timestamptz[])) "
-    "AS u(instance_id, state, current_node, holdout, context, goal_at) WHERE i.instance_id = u.instance_id"
-)
-
-
-_INSTANCE_TYPES: dict[str, Any] = {
-    "instance_id": Text, "tenant_id": Text, "journey_id": Text, "journey_version": Integer, "customer_id": Text,
-    "user_id": Text, "entered_at": DateTime(timezone=True), "state": Text, "current_node": Text,
-    "holdout": Boolean, "context": JSONB, "goal_at": DateTime(timezone=True), "updated_at": DateTime(timezone=True),
-}  # fmt: skip
-_MOVE_TYPES: dict[str, Any] = {
-    "instance_id": Text,
-    "tenant_id": Text,
-    "node_id": Text,
-    "outcome": Text,
-    "at": DateTime(timezone=True),
-}
-
-
-def _insert_from_arrays(table: Table, rows: list[dict[str, Any]], types: dict[str, Any]) -> Any:
-    """``INSERT ... SELECT unnest(array), ...``: one statement whatever the number of rows."""
-    columns: list[Any] = []
-    for name, type_ in types.items():
-        values = [r[name] for r in rows]
-        if type_ is JSONB:
-            texts = [orjson.dumps(v).decode() for v in values]
-            columns.append(cast(func.unnest(bindparam(name, texts, ARRAY(Text))), JSONB))
-        else:
-            columns.append(func.unnest(bindparam(name, values, ARRAY(type_))))
-    return table.insert().from_select(list(types), select(*columns))
 
 
 def any_array(values: list[str]) -> Any:
@@ -141,6 +105,8 @@ class Writes:
                 step.wake_at,
                 instance.instance_id,
             )
+        elif new:
+            self.timers_set.pop(timer_id, None)  # a new instance has no stored timer to delete
         elif instance.state != "waiting":
             self.clear_timer(timer_id)
         self._effects(instance, step)
@@ -208,33 +174,16 @@ class Writes:
             )
 
     async def flush(self, session: AsyncSession) -> None:
-        if self.created:
-            await session.execute(_insert_from_arrays(instances, self.created, _INSTANCE_TYPES))
-        if self.changed:
-            rows = list(self.changed.values())
-            await session.execute(
-                _UPDATE,
-                {
-                    "ids": [r["b_id"] for r in rows],
-                    "states": [r["state"] for r in rows],
-                    "nodes": [r["current_node"] for r in rows],
-                    "holdouts": [r["holdout"] for r in rows],
-                    "contexts": [orjson.dumps(r["context"]).decode() for r in rows],
-                    "goals": [r["goal_at"] for r in rows],
-                    "now": self.now,
-                },
-            )
-        if self.moves:
-            await session.execute(_insert_from_arrays(transitions, self.moves, _MOVE_TYPES))
-        if self.timers_cleared:
-            await session.execute(delete(timers).where(timers.c.timer_id == any_array(sorted(self.timers_cleared))))
-        if self.timers_set:
-            upsert = insert(timers)
-            upsert = upsert.on_conflict_do_update(
-                index_elements=[timers.c.timer_id],
-                set_={"due_at": upsert.excluded.due_at, "paused": False, "customer_id": upsert.excluded.customer_id},
-            )
-            await session.execute(upsert, list(self.timers_set.values()))
-        await enqueue(session, outbox, self.outgoing)
+        """Everything queued, in one statement (one round trip), then start afresh."""
+        created = {r["instance_id"]: r for r in self.created}
+        for instance_id in [i for i in self.changed if i in created]:  # created and moved again in this unit
+            created[instance_id].update(self.changed.pop(instance_id), instance_id=instance_id)
+        changed = [{**r, "instance_id": r["b_id"]} for r in self.changed.values()]
+        statement = unit_statement(
+            self.now, list(created.values()), changed, self.moves, sorted(self.timers_cleared),
+            list(self.timers_set.values()), self.outgoing,
+        )  # fmt: skip
+        if statement is not None:
+            await session.execute(*statement)
         self.created, self.changed, self.moves, self.outgoing = [], {}, [], []
         self.timers_set, self.timers_cleared = {}, set()

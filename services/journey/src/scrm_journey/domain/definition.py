@@ -160,6 +160,9 @@ class WaitForEventNode(_Model):
     on_event: NodeId | None = None
     on_timeout: NodeId | None = None
 
+    def matches(self, event: str, properties: dict[str, Any]) -> bool:
+        return event == self.event and all(properties.get(k) == v for k, v in self.where.items())
+
 
 class ConditionNode(_Model):
     """Branch on a profile predicate in the shared rule language (same as segments)."""

@@ -99,6 +99,13 @@ class TaskOutcome:
 
 
 Signal = TimerFired | EventSeen | TaskOutcome
+HELD = "held"  # instance context key: the signal that arrived while the journey was paused
+
+
+def _signal_of(held: dict[str, Any]) -> EventSeen | TaskOutcome:
+    if "event" in held:
+        return EventSeen(held["event"], held.get("properties") or {})
+    return TaskOutcome(held["touch_key"], held["status"])
 
 
 def touch_key(instance_id: str, node_id: str, attempt: int = 1) -> str:
@@ -134,6 +141,16 @@ class Runner:
             return self.step
         node = self.definition.nodes[inst.current_node]
         node_id = inst.current_node
+        if isinstance(signal, TimerFired) and HELD in inst.context:
+            # It arrived while the journey was paused: it, not the timeout, decides where the instance goes.
+            self._apply(node_id, node, _signal_of(inst.context[HELD]))
+            if self.step.transitions:
+                return self.step
+            inst.context.pop(HELD)
+        return self._apply(node_id, node, signal)
+
+    def _apply(self, node_id: str, node: Any, signal: Signal) -> Step:
+        inst = self.instance
         if isinstance(signal, TimerFired):
             if isinstance(node, WaitForEventNode):
                 self._note(node_id, f"no {node.event} in time")
@@ -144,13 +161,30 @@ class Runner:
             self._note(node_id, "waited")
             return self._continue(getattr(node, "next", None))
         if isinstance(signal, EventSeen) and isinstance(node, WaitForEventNode):
-            if signal.event == node.event and all(signal.properties.get(k) == v for k, v in node.where.items()):
+            if node.matches(signal.event, signal.properties):
                 self._note(node_id, f"{node.event} seen")
                 return self._continue(node.on_event)
         if isinstance(signal, TaskOutcome) and isinstance(node, StaffTaskNode):
             if signal.touch_key == inst.context.get("awaiting_touch"):
                 self._note(node_id, f"task {signal.status}")
                 return self._continue(node.on_completed if signal.status == "completed" else node.on_expired)
+        return self.step
+
+    def hold(self, signal: EventSeen | TaskOutcome) -> Step:
+        """The journey is paused: remember the first signal that would move the instance on (no step is taken).
+        When the journey resumes, the instance's timer fires at once and the held signal moves it."""
+        inst = self.instance
+        if inst.state != "waiting" or HELD in inst.context or inst.current_node not in self.definition.nodes:
+            return self.step
+        node_id, node = inst.current_node, self.definition.nodes[inst.current_node]
+        if isinstance(signal, EventSeen) and isinstance(node, WaitForEventNode):
+            if node.matches(signal.event, signal.properties):
+                inst.context[HELD] = {"event": signal.event, "properties": signal.properties}
+                self._note(node_id, f"{node.event} seen while paused (held)")
+        elif isinstance(signal, TaskOutcome) and isinstance(node, StaffTaskNode):
+            if signal.touch_key == inst.context.get("awaiting_touch"):
+                inst.context[HELD] = {"touch_key": signal.touch_key, "status": signal.status}
+                self._note(node_id, f"task {signal.status} while paused (held)")
         return self.step
 
     def finish(self, state: str, outcome: str) -> Step:
@@ -162,6 +196,7 @@ class Runner:
 
     def _continue(self, target: str | None) -> Step:
         self.instance.context.pop("awaiting_touch", None)
+        self.instance.context.pop(HELD, None)
         self._run(target)
         return self.step
 

@@ -27,6 +27,7 @@ from scrm_journey.entrypoints.schemas import (
     StatsOut,
     TransitionOut,
     ValidationOut,
+    VersionOut,
 )
 from scrm_journey.service.journeys import JourneyAdmin, JourneyView
 from scrm_journey.service.queries import instances_of, journey_stats
@@ -121,6 +122,21 @@ async def update_journey(journey_id: str, request: Request, tenant: TenantDep, s
         except DefinitionError as exc:
             raise _invalid(exc) from exc
     return _journey_out(view)
+
+
+@router.get("/journeys/{journey_id}/versions/{version}", response_model=VersionOut)
+async def get_version(journey_id: str, version: int, tenant: TenantDep, session: SessionDep) -> VersionOut:
+    """One published version, as new entries (or the instances that entered with it) run it."""
+    definition = await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).version(journey_id, version)
+    document = definition.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return VersionOut(journey_id=journey_id, version=version, definition=document)
+
+
+@router.put("/journeys/{journey_id}/versions/{version}", response_model=VersionOut, openapi_extra=DEFINITION_BODY)
+async def edit_version(journey_id: str, version: int, tenant: TenantDep, session: SessionDep) -> VersionOut:
+    """Published versions are immutable: 409 naming ``version`` (edit the draft with PUT /v1/journeys/{id})."""
+    await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).edit_version(journey_id, version)
+    raise AssertionError("edit_version always raises")  # pragma: no cover
 
 
 async def _lifecycle(action: str, journey_id: str, tenant_id: str, session: Any) -> JourneyOut:

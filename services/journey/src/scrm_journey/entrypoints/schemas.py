@@ -49,6 +49,12 @@ class JourneyOut(BaseModel):
     updated_at: datetime | None
 
 
+class VersionOut(BaseModel):
+    journey_id: str
+    version: int
+    definition: dict[str, Any] = Field(description="The published definition (immutable)")
+
+
 class ProblemOut(BaseModel):
     field: str
     message: str

@@ -1,8 +1,8 @@
 """Run journeys from ``profile.changes.v1`` and ``touches.results.v1``: keep customer snapshots, enter customers,
 move waiting instances on events and staff task outcomes, apply goals, exits, merges and erasure."""
 
-from collections.abc import Sequence
-from typing import TypeAlias
+from collections.abc import Callable, Sequence
+from typing import Any, TypeAlias
 
 from pydantic import ValidationError
 from sqlalchemy.exc import DBAPIError
@@ -18,9 +18,9 @@ from scrm_contracts import (
     TouchResult,
     parse_profile_change,
 )
-from scrm_journey.adapters.definitions import LiveJourney, live_journeys
+from scrm_journey.adapters.definitions import LiveJourney, TenantJourneys, tenant_journeys
 from scrm_journey.adapters.orm import inbox
-from scrm_journey.domain.engine import EventSeen, TaskOutcome
+from scrm_journey.domain.engine import EventSeen, Instance, TaskOutcome
 from scrm_journey.domain.triggers import matches, overlay
 from scrm_journey.service.customers import apply_snapshots, erase, merge, schedule_entries
 from scrm_journey.service.engine import JourneyEngine, by_tenant
@@ -50,9 +50,17 @@ def _is_retryable(exc: DBAPIError) -> bool:
 
 
 class JourneyConsumer:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: Clock) -> None:
+    """Applies each batch in one transaction; ``on_commit`` runs after it committed (wakes the outbox relay)."""
+
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        clock: Clock,
+        on_commit: Callable[[], None] | None = None,
+    ) -> None:
         self._sessions = sessions
         self._clock = clock
+        self._on_commit = on_commit
 
     async def __call__(self, records: Sequence[Record]) -> None:
         messages: list[Message] = [m for m in (parse_record(r) for r in records) if m is not None]
@@ -72,6 +80,8 @@ class JourneyConsumer:
             if _is_retryable(exc):
                 raise RetryableError(f"database conflict, retrying: {exc.orig}") from exc
             raise
+        if self._on_commit is not None:
+            self._on_commit()
 
 
 class ChangeHandler:
@@ -79,12 +89,22 @@ class ChangeHandler:
 
     def __init__(self, engine: JourneyEngine) -> None:
         self.engine = engine
-        self._live: dict[str, list[LiveJourney]] = {}
+        self._journeys: dict[str, TenantJourneys] = {}
+
+    async def journeys(self, tenant_id: str) -> TenantJourneys:
+        if tenant_id not in self._journeys:
+            self._journeys[tenant_id] = await tenant_journeys(self.engine.session, tenant_id)
+        return self._journeys[tenant_id]
 
     async def live(self, tenant_id: str) -> list[LiveJourney]:
-        if tenant_id not in self._live:
-            self._live[tenant_id] = await live_journeys(self.engine.session, tenant_id)
-        return self._live[tenant_id]
+        return (await self.journeys(tenant_id)).live
+
+    async def move(self, instance: Instance, signal: EventSeen | TaskOutcome, facts: dict[str, Any]) -> None:
+        """Move a waiting instance on; while its journey is paused, hold the signal for the resume instead."""
+        if instance.journey_id in (await self.journeys(instance.tenant_id)).paused:
+            await self.engine.hold(instance, signal)
+        else:
+            await self.engine.resume(instance, signal, facts)
 
     async def apply(self, messages: Sequence[Message]) -> None:
         # Snapshots first: the batch's changes then see the newest state profile published.
@@ -123,7 +143,7 @@ class ChangeHandler:
             verdict = await engine.on_event(instance, change.event, change.properties, change.occurred_at)
             if verdict == "exit" or instance.state not in ("waiting",):
                 continue
-            await engine.resume(instance, EventSeen(change.event, change.properties), facts)
+            await self.move(instance, EventSeen(change.event, change.properties), facts)
         for instance in finished:
             await engine.on_event(instance, change.event, change.properties, change.occurred_at)
 
@@ -144,4 +164,4 @@ class ChangeHandler:
         if instance is None:
             return
         facts = await self.engine.facts(instance.tenant_id, instance.customer_id)
-        await self.engine.resume(instance, TaskOutcome(result.touch_key, result.status.value), facts)
+        await self.move(instance, TaskOutcome(result.touch_key, result.status.value), facts)

@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import DateTime, cast, func, literal, null, or_, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import CustomerSnapshot
@@ -19,7 +19,17 @@ from scrm_contracts.rules import evaluate
 from scrm_journey.adapters.definitions import LiveJourney, definition
 from scrm_journey.adapters.orm import instances, snapshots
 from scrm_journey.adapters.writes import Writes, any_array, changed_row, instance_of
-from scrm_journey.domain.engine import Instance, Runner, Signal, Step, Transition, goal_or_exit, within_goal_window
+from scrm_journey.domain.engine import (
+    EventSeen,
+    Instance,
+    Runner,
+    Signal,
+    Step,
+    TaskOutcome,
+    Transition,
+    goal_or_exit,
+    within_goal_window,
+)
 from scrm_journey.domain.triggers import may_reenter
 
 RUNNING = ("active", "waiting")
@@ -70,25 +80,14 @@ class JourneyEngine:
         wanted = sorted({c for c in customer_ids if (tenant_id, c) not in self._open})
         if not wanted:
             return
-        mine = (instances.c.tenant_id == tenant_id) & (instances.c.customer_id == any_array(wanted))
-        unconverted = (instances.c.state == "completed") & instances.c.goal_at.is_(None)
-        open_rows = await self.session.execute(
-            select(instances)
-            .where(mine, or_(instances.c.state.in_(RUNNING), unconverted))
-            .order_by(instances.c.instance_id)
-            .with_for_update()
-        )
         for customer_id in wanted:
             self._open[(tenant_id, customer_id)] = []
-        for row in open_rows:
+        rows = (await self.session.execute(_open_and_last_entries(tenant_id, wanted))).all()
+        for row in sorted((r for r in rows if r.kind == "open"), key=lambda r: r.instance_id):
             self._open[(tenant_id, row.customer_id)].append(instance_of(row))
-        history = await self.session.execute(
-            select(instances.c.customer_id, instances.c.journey_id, func.max(instances.c.entered_at))
-            .where(mine)
-            .group_by(instances.c.customer_id, instances.c.journey_id)
-        )
-        for customer_id, journey_id, entered_at in history:
-            self._last_entry[(tenant_id, customer_id, journey_id)] = entered_at
+        for row in rows:
+            if row.kind == "last":
+                self._last_entry[(tenant_id, row.customer_id, row.journey_id)] = row.last_entry
 
     async def running(self, tenant_id: str, customer_id: str) -> list[Instance]:
         """The customer's running instances, locked for this transaction."""
@@ -139,6 +138,17 @@ class JourneyEngine:
         self.writes.record(instance, step)
         return True
 
+    async def hold(self, instance: Instance, signal: EventSeen | TaskOutcome) -> bool:
+        """The instance's journey is paused: keep the signal on the instance for when it resumes."""
+        defn = await definition(self.session, instance.tenant_id, instance.journey_id, instance.journey_version)
+        if defn is None:
+            return False
+        step = Runner(defn, instance, {}, self.now).hold(signal)
+        if not step.transitions:
+            return False
+        self.writes.record(instance, step)
+        return True
+
     async def on_event(self, instance: Instance, event: str, properties: dict[str, Any], at: datetime) -> str | None:
         """Goal and exit rules of an instance; returns what happened."""
         defn = await definition(self.session, instance.tenant_id, instance.journey_id, instance.journey_version)
@@ -165,6 +175,35 @@ class JourneyEngine:
 
     async def flush(self) -> None:
         await self.writes.flush(self.session)
+
+
+def _open_and_last_entries(tenant_id: str, customer_ids: list[str]) -> Any:
+    """One round trip: the customers' open instances, locked in id order, and when they last entered each journey
+    (rows of kind ``open`` and ``last``)."""
+    mine = (instances.c.tenant_id == tenant_id) & (instances.c.customer_id == any_array(customer_ids))
+    unconverted = (instances.c.state == "completed") & instances.c.goal_at.is_(None)
+    open_ = (
+        select(instances)
+        .where(mine, or_(instances.c.state.in_(RUNNING), unconverted))
+        .order_by(instances.c.instance_id)
+        .with_for_update()
+        .cte("open_instances")
+    )
+    last = (
+        select(instances.c.customer_id, instances.c.journey_id, func.max(instances.c.entered_at).label("last_entry"))
+        .where(mine)
+        .group_by(instances.c.customer_id, instances.c.journey_id)
+        .cte("last_entries")
+    )
+    when = DateTime(timezone=True)
+    opened = select(literal("open").label("kind"), *open_.c, cast(null(), when).label("last_entry"))
+    entries = select(
+        literal("last").label("kind"),
+        *[last.c[c.name] if c.name in ("customer_id", "journey_id") else cast(null(), c.type).label(c.name)
+          for c in instances.c],
+        last.c.last_entry,
+    )  # fmt: skip
+    return union_all(opened, entries)
 
 
 def by_tenant(pairs: Iterable[Customer]) -> dict[str, list[str]]:

@@ -6,21 +6,26 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_journey.adapters.definitions import LiveJourney, default_definition, forget_live
 from scrm_journey.adapters.orm import instances, journeys, snapshots, timers, transitions, versions
 from scrm_journey.domain.definition import JourneyDefinition
+from scrm_journey.domain.engine import HELD
 from scrm_journey.domain.playbooks import DEFAULT_PLAYBOOKS, PLAYBOOKS
 from scrm_journey.domain.triggers import is_dated
 from scrm_journey.domain.validation import parse_definition
 from scrm_journey.service.customers import schedule_entries
 from scrm_journey.service.engine import RUNNING, JourneyEngine
-from scrm_kit.errors import InvalidInput, NotFound, PermanentError
+from scrm_kit.errors import InvalidInput, NotFound
 
 
-class Conflict(PermanentError):
+class Conflict(InvalidInput):
+    """The request is well formed but the journey's current state forbids it (HTTP 409), naming the field."""
+
     code = "conflict"
+    http_status = 409
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,14 +90,14 @@ class JourneyAdmin:
         """Store a validated draft; nothing runs until it is published."""
         definition = parse_definition(document)
         journey_id = journey_id or f"jrn_{secrets.token_hex(8)}"
-        if await self._row(journey_id) is not None:
-            raise Conflict(f"journey {journey_id!r} already exists")
-        await self.session.execute(
-            insert(journeys).values(
+        stored = await self.session.execute(
+            pg_insert(journeys).values(
                 tenant_id=self.tenant_id, journey_id=journey_id, name=definition.name, status="draft",
                 draft=document, published_version=None, playbook=playbook, created_at=self.now, updated_at=self.now,
-            )
+            ).on_conflict_do_nothing().returning(journeys.c.journey_id)
         )  # fmt: skip
+        if stored.first() is None:  # also when a concurrent request created it a moment ago
+            raise Conflict(f"journey {journey_id!r} already exists", field="journey_id")
         return await self.get(journey_id), definition
 
     async def materialize(self, journey_id: str) -> Any:
@@ -110,7 +115,7 @@ class JourneyAdmin:
         definition = parse_definition(document)
         row = await self.materialize(journey_id)
         if row.status == "archived":
-            raise Conflict(f"journey {journey_id!r} is archived")
+            raise Conflict(f"journey {journey_id!r} is archived: its draft can no longer be edited", field="status")
         await self.session.execute(
             update(journeys)
             .where(journeys.c.tenant_id == self.tenant_id, journeys.c.journey_id == journey_id)
@@ -122,7 +127,7 @@ class JourneyAdmin:
         """The draft becomes the newest version: new entries use it, running instances finish on theirs."""
         row = await self.materialize(journey_id)
         if row.status == "archived":
-            raise Conflict(f"journey {journey_id!r} is archived")
+            raise Conflict(f"journey {journey_id!r} is archived: it can no longer be published", field="status")
         definition = parse_definition(row.draft)
         latest = (
             await self.session.execute(
@@ -175,7 +180,9 @@ class JourneyAdmin:
         """No new entries, and waiting instances hold where they are until resumed."""
         row = await self.materialize(journey_id)
         if row.status != "active":
-            raise Conflict(f"journey {journey_id!r} is {row.status}, only an active journey can be paused")
+            raise Conflict(
+                f"journey {journey_id!r} is {row.status}: only an active journey can be paused", field="status"
+            )
         await self._set(journey_id, status="paused")
         await self._pause_timers(journey_id, True)
         return await self.get(journey_id)
@@ -183,9 +190,23 @@ class JourneyAdmin:
     async def resume(self, journey_id: str) -> JourneyView:
         row = await self.materialize(journey_id)
         if row.status != "paused":
-            raise Conflict(f"journey {journey_id!r} is {row.status}, not paused")
+            message = f"journey {journey_id!r} is {row.status}: only a paused journey can be resumed"
+            raise Conflict(message, field="status")
         await self._set(journey_id, status="active")
         await self._pause_timers(journey_id, False)
+        # Instances holding an event or task outcome that came during the pause move on it now (next scheduler tick).
+        held = select(instances.c.instance_id).where(
+            instances.c.tenant_id == self.tenant_id,
+            instances.c.journey_id == journey_id,
+            instances.c.state == "waiting",
+            instances.c.context.has_key(HELD),
+        )
+        await self.session.execute(
+            update(timers)
+            .where(timers.c.tenant_id == self.tenant_id, timers.c.journey_id == journey_id)
+            .where(timers.c.instance_id.in_(held), timers.c.due_at > self.now)
+            .values(due_at=self.now)
+        )
         return await self.get(journey_id)
 
     async def archive(self, journey_id: str) -> JourneyView:
@@ -224,7 +245,7 @@ class JourneyAdmin:
         if playbook is None:
             raise NotFound(f"playbook {name!r} not found; GET /v1/playbooks lists them")
         if await self._row(name) is not None:
-            raise Conflict(f"playbook {name!r} is already installed as journey {name!r}")
+            raise Conflict(f"playbook {name!r} is already installed as journey {name!r}", field="name")
         await self.create(playbook.document, journey_id=name, playbook=name)
         if default_definition(name, 1) is not None:
             # A default playbook already ran as version 1: keep that version so running instances stay valid.
@@ -237,6 +258,23 @@ class JourneyAdmin:
             await self._set(name, status="active", published_version=1)
             return await self.get(name)
         return await self.publish(name)
+
+    async def version(self, journey_id: str, version: int) -> JourneyDefinition:
+        """One published version (404 when the journey or that version does not exist)."""
+        await self.get(journey_id)
+        try:
+            return await self.definition_for(journey_id, version)
+        except InvalidInput as exc:
+            raise NotFound(str(exc)) from exc
+
+    async def edit_version(self, journey_id: str, version: int) -> None:
+        """Published versions never change (instances run on them): editing one is always a conflict."""
+        await self.version(journey_id, version)
+        raise Conflict(
+            f"version {version} of journey {journey_id!r} is published and cannot change; edit the draft "
+            f"(PUT /v1/journeys/{journey_id}) and publish it as a new version",
+            field="version",
+        )
 
     async def definition_for(self, journey_id: str, version: int | None) -> JourneyDefinition:
         """A published version, or the draft when ``version`` is None."""

@@ -5,7 +5,7 @@ too (an instance a consumer is moving right now waits for the next tick instead 
 deleted in the same transaction that moves its instance on, so each timer fires exactly once.
 """
 
-from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import delete, select
@@ -17,7 +17,7 @@ from scrm_journey.adapters.orm import instances, timers
 from scrm_journey.adapters.writes import any_array, instance_of
 from scrm_journey.domain.engine import TimerFired
 from scrm_journey.service.customers import one_second_after, schedule_entries
-from scrm_journey.service.engine import JourneyEngine
+from scrm_journey.service.engine import JourneyEngine, by_tenant
 from scrm_kit.clock import Clock
 from scrm_kit.errors import RetryableError
 
@@ -31,18 +31,23 @@ class TimerSweep:
         clock: Clock,
         batch_size: int = 500,
         tenant_id: str | None = None,
+        on_commit: Callable[[], None] | None = None,
     ) -> None:
         self._sessions = sessions
         self._clock = clock
         self.batch_size = batch_size
         self._tenant_id = tenant_id  # None: every tenant (a test confines it to its own)
+        self._on_commit = on_commit  # wakes the outbox relay
 
     async def __call__(self) -> int:
         try:
             async with self._sessions() as session, session.begin():
-                return await self._tick(JourneyEngine(session, self._clock.now()))
+                fired = await self._tick(JourneyEngine(session, self._clock.now()))
         except DBAPIError as exc:
             raise RetryableError(f"timer batch failed: {exc.orig}") from exc
+        if fired and self._on_commit is not None:
+            self._on_commit()
+        return fired
 
     async def _tick(self, engine: JourneyEngine) -> int:
         query = select(timers).where(timers.c.due_at <= engine.now, ~timers.c.paused)
@@ -72,11 +77,9 @@ class TimerSweep:
         ).all()
         locked = {row.instance_id: instance_of(row) for row in rows}
         fired = [t for t in due if t.instance_id in locked]
-        orphans = [t.timer_id for t in due if t.instance_id not in locked and not await _exists(engine, t)]
-        by_tenant: dict[str, list[str]] = defaultdict(list)
-        for instance in locked.values():
-            by_tenant[instance.tenant_id].append(instance.customer_id)
-        for tenant_id, customers in by_tenant.items():
+        busy = await _existing(engine, [t.instance_id for t in due if t.instance_id not in locked])
+        orphans = [t.timer_id for t in due if t.instance_id not in locked and t.instance_id not in busy]
+        for tenant_id, customers in by_tenant((i.tenant_id, i.customer_id) for i in locked.values()).items():
             await engine.load_facts(tenant_id, customers)
         for timer_id in [t.timer_id for t in fired] + orphans:
             engine.writes.clear_timer(timer_id)  # one delete at flush; a new wait sets it again instead
@@ -91,6 +94,9 @@ class TimerSweep:
             return 0
         live: dict[str, dict[str, LiveJourney]] = {}
         await engine.session.execute(delete(timers).where(timers.c.timer_id == any_array([t.timer_id for t in due])))
+        for tenant_id, customers in by_tenant((t.tenant_id, t.customer_id) for t in due).items():
+            await engine.load_facts(tenant_id, customers)  # one query each per tenant, not per timer
+            await engine.load_customers(tenant_id, customers)
         for timer in due:
             if timer.tenant_id not in live:
                 live[timer.tenant_id] = {j.journey_id: j for j in await live_journeys(engine.session, timer.tenant_id)}
@@ -103,13 +109,14 @@ class TimerSweep:
             schedule_entries(
                 engine, timer.tenant_id, timer.customer_id, facts, [journey], one_second_after(timer.due_at)
             )
-            await engine.flush()
-        return len(due)
+        return len(due)  # the tick flushes once: one insert per table and one outbox enqueue for the batch
 
 
-async def _exists(engine: JourneyEngine, timer: Any) -> bool:
-    """Whether a step timer's instance still exists (locked by someone else) rather than being gone."""
+async def _existing(engine: JourneyEngine, instance_ids: list[str]) -> set[str]:
+    """Which of these instances still exist (locked by someone else right now) rather than being gone."""
+    if not instance_ids:
+        return set()
     found = await engine.session.execute(
-        select(instances.c.instance_id).where(instances.c.instance_id == timer.instance_id)
+        select(instances.c.instance_id).where(instances.c.instance_id == any_array(instance_ids))
     )
-    return found.first() is not None
+    return set(found.scalars())
