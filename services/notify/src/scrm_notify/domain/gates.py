@@ -99,7 +99,8 @@ def decide(
         if now >= grace_end:
             return Decision("suppressed", "customer_unknown", "no profile for this customer")
         # Looked at again shortly, not only when the grace ends: the profile is usually a moment behind the touch.
-        recheck = min(grace_end, now + UNKNOWN_RECHECK)
+        # (From the request when this clock is behind it: a skewed clock never turns the wait into a busy loop.)
+        recheck = min(grace_end, max(now, request.requested_at) + UNKNOWN_RECHECK)
         return Decision("held", "customer_unknown", "waiting for the customer's profile", until=recheck)
     reachable, skipped = _consented(request, customer, consents)
     if not reachable:
