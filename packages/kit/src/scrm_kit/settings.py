@@ -26,7 +26,9 @@ class KafkaSettings(BaseModel):
     bootstrap_servers: str = "127.0.0.1:59092"
     client_id: str = "scrm"
     enable_idempotence: bool = Field(default=True, description="Off only for brokers without producer ids (Tansu)")
-    linger_ms: int = 5
+    # No wait to fill a batch: a single tracked event is answered as soon as Kafka has it (bulk paths send whole
+    # batches anyway, and records that arrive while a request is in flight still share the next one).
+    linger_ms: int = 0
     max_batch_size: int = 500
     session_timeout_ms: int = 10_000
     request_timeout_ms: int = 15_000
