@@ -21,10 +21,8 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import (
-    EventTracked,
     IdentifyTraits,
     OrderCompletedProperties,
-    OrderRecorded,
     OrderRefundedProperties,
     ProfileChange,
     SemanticEvent,
@@ -49,7 +47,15 @@ from scrm_profile.adapters.orm import CustomerRow, outbox
 from scrm_profile.domain.customers import Aggregates, OrderFact, aggregate
 from scrm_profile.service import apply
 from scrm_profile.service.batch_plan import NEW, Item, Message, NewCustomer, Plan, plan_batch
-from scrm_profile.service.consume import ENGAGED, ORDER_EVENTS, STORED_VALUE_EVENTS, EventWork, stage_change
+from scrm_profile.service.consume import (
+    ENGAGED,
+    ORDER_EVENTS,
+    STORED_VALUE_EVENTS,
+    EventWork,
+    order_recorded,
+    stage_change,
+    tracked_change,
+)
 from scrm_profile.service.snapshots import records, snapshot_of, updated_record
 from scrm_profile.service.valuation import clv_params, score, set_value, summaries_of_facts
 
@@ -303,36 +309,12 @@ class TenantBatch:
                 self.rule_counts[rule_key][customer.customer_id] = (
                     self.rule_counts[rule_key].get(customer.customer_id, 0) + 1
                 )
-        changes: list[ProfileChange] = [
-            EventTracked(
-                event_id=f"tracked:{event.event_id}",
-                tenant_id=customer.tenant_id,
-                customer_id=customer.customer_id,
-                user_id=customer.user_id,
-                occurred_at=event.occurred_at,
-                event=event.event,
-                source_event_id=event.event_id,
-                properties=event.properties,
-            )
-        ]
+        changes: list[ProfileChange] = [tracked_change(customer, event)]
         aggregates = self.aggregates.get(item.index)
         if aggregates is not None:
             _set_aggregates(customer, aggregates)
         if isinstance(item.order, OrderCompletedProperties) and aggregates is not None:
-            changes.append(
-                OrderRecorded(
-                    event_id=f"order.recorded:{event.event_id}",
-                    tenant_id=customer.tenant_id,
-                    customer_id=customer.customer_id,
-                    user_id=customer.user_id,
-                    occurred_at=event.occurred_at,
-                    order_id=item.order.order_id,
-                    amount=item.order.amount,
-                    currency=item.order.currency.upper(),
-                    orders_count=aggregates.orders_count,
-                    revenue_total=aggregates.revenue_total,
-                )
-            )
+            changes.append(order_recorded(customer, event, item.order, aggregates))
         elif event.event in STORED_VALUE_EVENTS:
             delta = self.inserted_events.get(event.event_id) if stored else None
             balance = self.balances.get(item.key, ZERO) + (delta if delta is not None else ZERO)

@@ -35,6 +35,7 @@ from scrm_kit.outbox import claim_new, enqueue
 from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.identities import Resolution, resolve
 from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow, inbox, outbox
+from scrm_profile.domain.customers import Aggregates
 from scrm_profile.domain.identity import identifiers_of
 from scrm_profile.domain.settings import ProfileSettings
 from scrm_profile.service import apply
@@ -131,6 +132,39 @@ def _first_fresh(messages: Sequence[Message], fresh: set[tuple[str, str]]) -> li
             fresh.discard(key)
             kept.append(message)
     return kept
+
+
+def tracked_change(customer: CustomerRow, event: TrackedEvent) -> EventTracked:
+    """The ``event.tracked`` change a stored track event publishes (both consumer paths build it here)."""
+    assert event.event is not None
+    return EventTracked(
+        event_id=f"tracked:{event.event_id}",
+        tenant_id=customer.tenant_id,
+        customer_id=customer.customer_id,
+        user_id=customer.user_id,
+        occurred_at=event.occurred_at,
+        event=event.event,
+        source_event_id=event.event_id,
+        properties=event.properties,
+    )
+
+
+def order_recorded(
+    customer: CustomerRow, event: TrackedEvent, order: OrderCompletedProperties, aggregates: Aggregates
+) -> OrderRecorded:
+    """The ``order.recorded`` change of a new order, with the customer's aggregates after it."""
+    return OrderRecorded(
+        event_id=f"order.recorded:{event.event_id}",
+        tenant_id=customer.tenant_id,
+        customer_id=customer.customer_id,
+        user_id=customer.user_id,
+        occurred_at=event.occurred_at,
+        order_id=order.order_id,
+        amount=order.amount,
+        currency=order.currency.upper(),
+        orders_count=aggregates.orders_count,
+        revenue_total=aggregates.revenue_total,
+    )
 
 
 def stage_change(
@@ -233,18 +267,7 @@ class EventWork:
     async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
         assert event.event is not None
         await repo.add_event(self.session, customer, event)
-        changes: list[ProfileChange] = [
-            EventTracked(
-                event_id=f"tracked:{event.event_id}",
-                tenant_id=customer.tenant_id,
-                customer_id=customer.customer_id,
-                user_id=customer.user_id,
-                occurred_at=event.occurred_at,
-                event=event.event,
-                source_event_id=event.event_id,
-                properties=event.properties,
-            )
-        ]
+        changes: list[ProfileChange] = [tracked_change(customer, event)]
         if event.event == SemanticEvent.ORDER_COMPLETED:
             changes += await self._order(customer, event)
         elif event.event == SemanticEvent.ORDER_REFUNDED:
@@ -279,20 +302,7 @@ class EventWork:
             return []
         await repo.apply_refunds(self.session, event.tenant_id, order.order_id)
         aggregates = await repo.refresh_aggregates(self.session, customer)
-        return [
-            OrderRecorded(
-                event_id=f"order.recorded:{event.event_id}",
-                tenant_id=customer.tenant_id,
-                customer_id=customer.customer_id,
-                user_id=customer.user_id,
-                occurred_at=event.occurred_at,
-                order_id=order.order_id,
-                amount=order.amount,
-                currency=order.currency.upper(),
-                orders_count=aggregates.orders_count,
-                revenue_total=aggregates.revenue_total,
-            )
-        ]
+        return [order_recorded(customer, event, order, aggregates)]
 
     async def _refund(self, customer: CustomerRow, event: TrackedEvent) -> None:
         try:
