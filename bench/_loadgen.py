@@ -1,10 +1,14 @@
-"""Open-loop HTTP/1.1 load for the latency benchmarks, light enough not to be the bottleneck itself.
+"""HTTP/1.1 load for the benchmarks, light enough not to be the bottleneck itself.
 
+``open_loop`` (latency):
 Requests leave on a fixed schedule (``rate`` per second) whether or not earlier ones have returned, over a set of
 keep-alive connections; each request's latency runs from the moment it was due to the last byte of its answer, so
 time spent waiting for a free connection counts (no coordinated omission). httpx's pool is avoided on purpose: with
 hundreds of requests queued, its per-request bookkeeping grows with the queue and the client, not the server, sets
 the figures. Requests are pre-encoded bytes, so the generator does no JSON or header work while measuring.
+
+``closed_loop`` (throughput): a fixed number of clients, each sending its next request when the answer to its last
+one arrived, as SDKs flushing batches do; connections are spread over one or more servers (replicas).
 """
 
 import asyncio
@@ -94,5 +98,33 @@ async def open_loop(url: str, requests: list[bytes], rate: float, connections: i
     for _ in workers:
         due.put_nowait(None)
     await asyncio.gather(*workers)
+    result.seconds = time.perf_counter() - begin
+    return result
+
+
+async def closed_loop(urls: list[str], requests: list[bytes], connections: int) -> LoadResult:
+    """Send every request once over ``connections`` keep-alive connections spread round-robin over ``urls``."""
+    result = LoadResult()
+    pending = iter(requests)
+
+    async def connection(url: str) -> None:
+        parts = urlsplit(url)
+        reader, writer = await asyncio.open_connection(parts.hostname or "127.0.0.1", parts.port or 80)
+        try:
+            for raw in pending:
+                sent = time.perf_counter()
+                writer.write(raw)
+                try:
+                    status = await _read_answer(reader)
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    result.errors[type(exc).__name__] += 1
+                    return
+                result.latencies.append(time.perf_counter() - sent)
+                result.statuses[status] += 1
+        finally:
+            writer.close()
+
+    begin = time.perf_counter()
+    await asyncio.gather(*(connection(urls[i % len(urls)]) for i in range(connections)))
     result.seconds = time.perf_counter() - begin
     return result

@@ -1,8 +1,11 @@
 """Benchmark: the ingest tracking API into Apache Kafka, beside the raw aiokafka producer rate of the same run.
 
-Starts its own PostgreSQL and Kafka (free ports, a temporary state folder) and one ingest process, then measures:
+Starts its own PostgreSQL and Kafka (free ports, a temporary state folder) and two ingest processes, then measures:
   raw      aiokafka send() of N records of the same size and key spread, acks=all, idempotent: the ceiling
-  batch    POST /v1/batch, 100 events per request, C concurrent clients: events acknowledged per second
+  batch    POST /v1/batch, 100 events per request, C concurrent clients, one ingest process: events acknowledged
+           per second
+  batch x2 the same, the clients spread over two ingest processes (two replicas, as a Kubernetes Service spreads
+           them), on the same two cores
   track    POST /v1/track at a fixed arrival rate (open loop): p50/p99 latency and the rate achieved
   import   `scrm import orders` of a CSV file: orders per second
 Each phase runs R times; the table shows medians. The load generator runs on the same 2 cores as the server and
@@ -28,9 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
-from _loadgen import open_loop, request_bytes
+from _loadgen import closed_loop, open_loop, request_bytes
 
 from scrm_kit.kafka import build_producer
 from scrm_kit.settings import KafkaSettings
@@ -70,26 +72,20 @@ async def raw_producer(bootstrap: str, events: int) -> float:
     return events / elapsed
 
 
-async def batch_api(url: str, write_key: str, events: int, concurrency: int) -> float:
+async def batch_api(urls: list[str], write_key: str, events: int, concurrency: int) -> float:
+    """Events per second through ``/v1/batch`` (100 per request) from ``concurrency`` clients over ``urls``."""
     run = uuid.uuid4().hex[:8]
-    bodies = [
-        orjson.dumps({"batch": [order(i, run) for i in range(start, start + 100)]}) for start in range(0, events, 100)
+    basic = base64.b64encode(f"{write_key}:".encode()).decode()
+    headers = {"Authorization": f"Basic {basic}", "Content-Type": "application/json"}
+    requests = [
+        request_bytes(
+            "POST", urls[0], "/v1/batch", headers, orjson.dumps({"batch": [order(i, run) for i in range(n, n + 100)]})
+        )
+        for n in range(0, events, 100)
     ]
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    for body in bodies:
-        queue.put_nowait(body)
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(base_url=url, auth=(write_key, ""), limits=limits, timeout=30) as client:
-
-        async def worker() -> None:
-            while not queue.empty():
-                body = queue.get_nowait()
-                answer = await client.post("/v1/batch", content=body, headers={"Content-Type": "application/json"})
-                assert answer.status_code == 200, answer.text
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return len(bodies) * 100 / (time.perf_counter() - started)
+    result = await closed_loop(urls, requests, concurrency)
+    assert result.statuses == {200: len(requests)} and not result.errors, result.summary()
+    return len(requests) * 100 / result.seconds
 
 
 async def track_latency(url: str, write_key: str, rate: float, seconds: float) -> dict[str, Any]:
@@ -127,7 +123,7 @@ def start(state: Path) -> tuple[Stack, dict[str, str], str]:
         kafka_port=free_port(),
         controller_port=free_port(),
         sink_port=free_port(),
-        service_ports={"ingest": free_port(), "profile": 0, "journey": 0, "notify": 0},
+        service_ports={"ingest": free_port(), "ingest.2": free_port(), "profile": 0, "journey": 0, "notify": 0},
     )
     stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
     stack.start_infrastructure()
@@ -146,8 +142,9 @@ def start(state: Path) -> tuple[Stack, dict[str, str], str]:
         check=True,
         capture_output=True,
     )
-    stack.start_service("ingest", stack.service_env() | {"SCRM_ROLES": "api", "SCRM_LOG_LEVEL": "WARNING"})
-    stack.wait_ready(("ingest",))
+    for name in ("ingest", "ingest.2"):
+        stack.start_service(name, stack.service_env() | {"SCRM_ROLES": "api", "SCRM_LOG_LEVEL": "WARNING"})
+    stack.wait_ready(("ingest", "ingest.2"))
     return stack, tenant, stack.url("ingest")
 
 
@@ -161,11 +158,15 @@ def main() -> None:
     args = parser.parse_args()
     state = Path(tempfile.mkdtemp(prefix="bench-ingest-"))
     stack, tenant, url = start(state)
-    runs: dict[str, list[Any]] = {"raw": [], "batch": [], "track": [], "import": []}
+    runs: dict[str, list[Any]] = {"raw": [], "batch": [], "batch_x2": [], "track": [], "import": []}
+    replicas = [url, stack.url("ingest.2")]
     try:
         for _ in range(args.repeats):
             runs["raw"].append(asyncio.run(raw_producer(stack.kafka.bootstrap, args.events)))
-            runs["batch"].append(asyncio.run(batch_api(url, tenant["write_key"], args.events, args.concurrency)))
+            runs["batch"].append(asyncio.run(batch_api([url], tenant["write_key"], args.events, args.concurrency)))
+            runs["batch_x2"].append(
+                asyncio.run(batch_api(replicas, tenant["write_key"], args.events, args.concurrency))
+            )
             runs["import"].append(import_rate(stack, tenant["tenant_id"], args.events, state))
             runs["track"].append(
                 asyncio.run(track_latency(url, tenant["write_key"], args.track_rate, args.track_seconds))
@@ -178,7 +179,7 @@ def main() -> None:
 
 
 def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
-    raw, batch, imported = (statistics.median(runs[k]) for k in ("raw", "batch", "import"))
+    raw, batch, batch_x2, imported = (statistics.median(runs[k]) for k in ("raw", "batch", "batch_x2", "import"))
     p50 = statistics.median(r["p50_ms"] for r in runs["track"])
     p99 = statistics.median(r["p99_ms"] for r in runs["track"])
     achieved = statistics.median(r["achieved_rps"] for r in runs["track"])
@@ -190,6 +191,7 @@ def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
             f"{batch:,.0f} events/s",
             f"ratio {batch / raw:.2f} (target >= 0.5; >= 30,000/s)",
         ),
+        ("/v1/batch, two ingest processes", f"{batch_x2:,.0f} events/s", f"ratio {batch_x2 / raw:.2f}"),
         (
             f"/v1/track at {args.track_rate:,.0f}/s",
             f"p50 {p50:.1f} ms, p99 {p99:.1f} ms",
@@ -206,12 +208,14 @@ def report(args: argparse.Namespace, runs: dict[str, list[Any]]) -> None:
         json.dumps(
             {
                 "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
-                "server": "one ingest process (uvicorn), with the broker and the load generator on the same cores",
+                "server": "one ingest process (batch), two (batch_x2); broker and load generator on the same cores",
                 "events": args.events,
                 "repeats": args.repeats,
                 "raw_events_per_s": raw,
                 "batch_events_per_s": batch,
                 "batch_to_raw_ratio": batch / raw,
+                "batch_x2_events_per_s": batch_x2,
+                "batch_x2_to_raw_ratio": batch_x2 / raw,
                 "track": {
                     "rate": args.track_rate,
                     "p50_ms": p50,

@@ -1,5 +1,6 @@
 """The tracking API against the running ingest service, checked by what it really published on ``events.v1``."""
 
+import asyncio
 import gzip
 import subprocess
 import sys
@@ -129,6 +130,35 @@ async def test_a_mixed_batch_accepts_the_good_and_names_the_bad(
     # the batch's sentAt equals the item's timestamp: sent at once, so it happened when it arrived (skew corrected)
     assert published["b-0"]["occurred_at"] == published["b-0"]["received_at"]
     assert published["b-4"]["context"]["page"] == {"path": "/x"}
+
+
+async def test_many_concurrent_batches_are_each_accepted_once_and_in_order(
+    stack: Stack, events: Tap, tenant: TenantCredentials
+) -> None:
+    """32 shops' SDKs flushing at once: every request is accepted, every event lands once, and each customer's
+    events keep the order they had in their request (concurrent requests share per-partition batches)."""
+    requests, per_request, users = 32, 100, 10
+
+    def body(r: int) -> dict[str, Any]:
+        items = [
+            {**order(f"c-{r}-{i}"), "type": "track", "userId": f"u-{i % users}", "properties": {"seq": i}}
+            for i in range(per_request)
+        ]
+        return {"batch": [{**item, "event": "Viewed Product"} for item in items]}
+
+    limits = httpx.Limits(max_connections=requests)
+    async with httpx.AsyncClient(base_url=stack.url("ingest"), timeout=30, limits=limits) as client:
+        answers = await asyncio.gather(
+            *(client.post("/v1/batch", auth=(tenant.write_key, ""), json=body(r)) for r in range(requests))
+        )
+    assert [a.status_code for a in answers] == [200] * requests, [a.text for a in answers if a.status_code != 200]
+    published = await events.collect(tenant.tenant_id, requests * per_request, timeout=60)
+    ids = [p["event_id"] for p in published]
+    assert len(ids) == len(set(ids)) == requests * per_request
+    by_request_and_user: dict[tuple[str, str], list[int]] = {}
+    for p in published:
+        by_request_and_user.setdefault((p["event_id"].split("-")[1], p["user_id"]), []).append(p["properties"]["seq"])
+    assert all(seqs == sorted(seqs) for seqs in by_request_and_user.values())
 
 
 BAD: list[tuple[Any, str, str]] = [

@@ -132,6 +132,7 @@ class Stack:
             self.start_service(name, env)
 
     def start_service(self, name: str, env: dict[str, str] | None = None) -> None:
+        """Start one service process; ``name`` may name a further replica, as ``ingest.2`` (its own port)."""
         port = self.config.service_ports[name]
         if port_open(port):
             raise RuntimeError(f"port {port} for {name} is already taken; set SCRM_{name.upper()}_PORT")
@@ -140,7 +141,7 @@ class Stack:
             [
                 "uvicorn",
                 "--factory",
-                f"scrm_{name}.entrypoints.api:app",
+                f"scrm_{name.split('.')[0]}.entrypoints.api:app",
                 "--host",
                 "127.0.0.1",
                 "--port",

@@ -11,19 +11,15 @@ from aiokafka import AIOKafkaProducer
 
 from scrm_contracts import Topic, TrackedEvent, record_key
 from scrm_kit.errors import RetryableError
-from scrm_kit.kafka import BatchedSender, CachedKeyPartitioner
-
-# From this many events in one call, records go to Kafka as whole per-partition batches.
-BATCH_FROM = 16
+from scrm_kit.kafka import SharedBatches
 
 
 class EventPublisher:
     def __init__(self, producer: AIOKafkaProducer, ack_timeout: float = 10.0) -> None:
-        self._producer = producer
         self._ack_timeout = ack_timeout
         self._in_flight: dict[tuple[str, str], asyncio.Future[None]] = {}
-        # One for the process: hashing a key is the dearest step of placing a record, and customers come back.
-        self._partitioner = CachedKeyPartitioner()
+        # One for the process: concurrent requests share per-partition batches (and the key-hash cache).
+        self._batches = SharedBatches(producer, Topic.EVENTS.value)
 
     async def publish(self, events: Sequence[TrackedEvent]) -> None:
         """Send every event and wait for the acks; raise ``RetryableError`` if Kafka cannot take them."""
@@ -58,19 +54,6 @@ class EventPublisher:
             await asyncio.gather(*waits)
 
     async def _send_all(self, events: Sequence[TrackedEvent]) -> None:
-        if len(events) >= BATCH_FROM:
-            # Whole per-partition batches: no per-record future or accumulator work (the cost of a big batch).
-            sender = BatchedSender(self._producer, Topic.EVENTS.value, self._partitioner)
-            for event in events:
-                await sender.append(record_key(event.tenant_id, event.customer_key), event.to_wire())
-            await sender.flush(self._ack_timeout)
-            return
-        # A few records: hand each to the producer (it lingers to share requests), then wait on the acks.
-        acks = [
-            await self._producer.send(
-                Topic.EVENTS.value, value=event.to_wire(), key=record_key(event.tenant_id, event.customer_key)
-            )
-            for event in events
-        ]
-        if acks:
-            await asyncio.gather(*acks)
+        await self._batches.send(
+            ((record_key(event.tenant_id, event.customer_key), event.to_wire()) for event in events), self._ack_timeout
+        )
