@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -39,12 +38,6 @@ from scrm_kit.settings import KafkaSettings
 from scrm_stack.launcher import Stack, StackConfig
 
 RESULTS = Path(__file__).resolve().parent / "results" / "ingest_throughput.json"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def order(i: int, run: str) -> dict[str, Any]:
@@ -117,24 +110,10 @@ def import_rate(stack: Stack, tenant_id: str, rows: int, folder: Path) -> float:
 
 
 def start(state: Path) -> tuple[Stack, dict[str, str], str]:
-    config = StackConfig(
-        state_dir=state,
-        pg_port=free_port(),
-        kafka_port=free_port(),
-        controller_port=free_port(),
-        sink_port=free_port(),
-        service_ports={"ingest": free_port(), "ingest.2": free_port(), "profile": 0, "journey": 0, "notify": 0},
-    )
+    config = StackConfig.on_free_ports(state, services=("ingest", "ingest.2"))
     stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
     stack.start_infrastructure()
-    created = subprocess.run(
-        [sys.executable, "-m", "scrm_cli.main", "tenant", "create", "--name", "bench", "--json"],
-        env=stack.service_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    tenant = json.loads(created.stdout)
+    tenant = stack.create_tenant("bench")
     subprocess.run(
         [sys.executable, "-m", "scrm_cli.main", "tenant", "rate-limit", "--tenant-id", tenant["tenant_id"]]
         + ["--events-per-second", "1000000"],

@@ -22,7 +22,6 @@ import json
 import multiprocessing
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -61,12 +60,6 @@ EVENT_JOURNEY = {
     "start": "hello",
     "nodes": {"hello": {"type": "send_touch", "channels": ["wecom"], "template_id": "hello"}},
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def publish(engine: Any, tenant: str, journey_id: str, document: dict[str, Any]) -> None:
@@ -404,8 +397,7 @@ def main() -> None:
     state = Path(
         tempfile.mkdtemp(prefix="bench-journey-", dir=REPO_ROOT / ".local" if (REPO_ROOT / ".local").exists() else None)
     )
-    config = StackConfig(state_dir=state, pg_port=free_port(), kafka_port=free_port(), controller_port=free_port(),
-                         sink_port=free_port(), service_ports={"journey": free_port()})  # fmt: skip
+    config = StackConfig.on_free_ports(state, services=("journey",))
     stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
     RESULTS.parent.mkdir(exist_ok=True)
     try:

@@ -20,7 +20,6 @@ import multiprocessing
 import os
 import platform
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -51,7 +50,7 @@ from scrm_notify.domain.templates import TemplateSource, render_source
 from scrm_notify.service import channels
 from scrm_notify.service.consume import NotifyConsumer
 from scrm_notify.settings import Settings
-from scrm_stack.launcher import REPO_ROOT, Stack, StackConfig
+from scrm_stack.launcher import REPO_ROOT, Stack, StackConfig, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results" / "notify_throughput.json"
 NOW = datetime(2031, 3, 4, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai: no quiet hours
@@ -92,12 +91,6 @@ def _serve(port: int) -> None:
         await server.serve_forever()
 
     asyncio.run(main())
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def load() -> dict[str, Any]:
@@ -323,8 +316,7 @@ def main() -> None:
     try:
         rows.append(adapter_row(url, args))
         if not args.no_db:
-            config = StackConfig(state_dir=state, pg_port=free_port(), kafka_port=free_port(),
-                                 controller_port=free_port(), sink_port=free_port(), service_ports={})  # fmt: skip
+            config = StackConfig.on_free_ports(state, services=())
             stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
             postgres_started = stack.postgres.start()
             stack.migrate()

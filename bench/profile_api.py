@@ -19,9 +19,7 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -42,12 +40,6 @@ AUDIENCE_RULE = {
         {"field": "revenue_total", "op": "gt", "value": 500},
     ]
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def store_customers(dsn: str, tenant: str, customers: int) -> float:
@@ -115,24 +107,10 @@ async def audience_seconds(url: str, token: str) -> tuple[float, int]:
 
 
 def start(state: Path, customers: int) -> tuple[Stack, dict[str, str], float]:
-    config = StackConfig(
-        state_dir=state,
-        pg_port=free_port(),
-        kafka_port=free_port(),
-        controller_port=free_port(),
-        sink_port=free_port(),
-        service_ports={"ingest": 0, "profile": free_port(), "journey": 0, "notify": 0},
-    )
+    config = StackConfig.on_free_ports(state, services=("profile",))
     stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
     stack.start_infrastructure()
-    created = subprocess.run(
-        [sys.executable, "-m", "scrm_cli.main", "tenant", "create", "--name", "bench", "--json"],
-        env=stack.service_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    tenant = json.loads(created.stdout)
+    tenant = stack.create_tenant("bench")
     dsn = stack.postgres.url.replace("postgresql+asyncpg://", "postgresql://")
     seeded = asyncio.run(store_customers(dsn, tenant["tenant_id"], customers))
     stack.start_service("profile", stack.service_env() | {"SCRM_ROLES": "api", "SCRM_LOG_LEVEL": "WARNING"})

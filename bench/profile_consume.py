@@ -19,7 +19,6 @@ import os
 import platform
 import random
 import shutil
-import socket
 import statistics
 import sys
 import tempfile
@@ -59,12 +58,6 @@ SEGMENTS = {
     "vip": {"field": "tags", "op": "contains", "value": "vip"},
     "active": {"field": "lifecycle_stage", "op": "in", "value": ["new", "active"]},
 }  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def stream(tenant: str, events: int, customers: int, seed: int = 11) -> list[TrackedEvent]:
@@ -279,8 +272,7 @@ def main() -> None:
     else:
         local = REPO_ROOT / ".local"
         state = Path(tempfile.mkdtemp(prefix="bench-profile-", dir=local if local.exists() else None))
-        config = StackConfig(state_dir=state, pg_port=free_port(), kafka_port=free_port(),
-                             controller_port=free_port(), sink_port=free_port(), service_ports={})  # fmt: skip
+        config = StackConfig.on_free_ports(state, services=())
         stack = Stack(config, log=lambda line: print(line, file=sys.stderr))
         try:
             stack.postgres.start()

@@ -5,9 +5,7 @@ Each test creates its own tenant, so tests own their data and can run in any ord
 """
 
 import asyncio
-import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -21,12 +19,6 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from scrm_stack.launcher import REPO_ROOT, SERVICES, Stack, StackConfig
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -44,14 +36,7 @@ class TenantCredentials:
 def stack() -> Iterator[Stack]:
     """The whole platform, started once per test session and stopped (by pid) at the end."""
     state = Path(tempfile.mkdtemp(prefix="e2e-", dir=REPO_ROOT / ".local" if (REPO_ROOT / ".local").exists() else None))
-    config = StackConfig(
-        state_dir=state,
-        pg_port=free_port(),
-        kafka_port=free_port(),
-        controller_port=free_port(),
-        sink_port=free_port(),
-        service_ports={name: free_port() for name in SERVICES},
-    )
+    config = StackConfig.on_free_ports(state)
     running = Stack(config, log=lambda line: print(line, file=sys.stderr))
     try:
         running.start_infrastructure()
@@ -74,14 +59,7 @@ def stack() -> Iterator[Stack]:
 
 def create_tenant(stack: Stack, name: str) -> TenantCredentials:
     """Create a tenant through the `scrm` CLI, as an operator would."""
-    created = subprocess.run(
-        [sys.executable, "-m", "scrm_cli.main", "tenant", "create", "--name", name, "--json"],
-        env=stack.service_env(),
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    return TenantCredentials(**json.loads(created.stdout))
+    return TenantCredentials(**stack.create_tenant(name))
 
 
 @pytest.fixture

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from segment.analytics.client import Client
 
 from scrm_stack.kafka import KafkaBroker
-from scrm_stack.launcher import REPO_ROOT, Stack
+from scrm_stack.launcher import REPO_ROOT, Stack, free_port
 from scrm_stack.topics import ensure_topics
-from tests.conftest import TenantCredentials, free_port
+from tests.conftest import TenantCredentials
 from tests.e2e.helpers import eventually
 from tests.integration.kafka_tap import Tap, tap
 

@@ -11,8 +11,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from scrm_contracts import Contact, CustomerSnapshot, CustomerUpdated, Reachability, Topic, TouchRequest, record_key
-from scrm_stack.launcher import Stack
-from tests.conftest import TenantCredentials, create_tenant, free_port
+from scrm_stack.launcher import Stack, free_port
+from tests.conftest import TenantCredentials, create_tenant
 from tests.e2e.helpers import eventually
 from tests.fakes.notify_providers import SECRET, FakeProviders, serve
 

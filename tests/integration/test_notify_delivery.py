@@ -8,7 +8,7 @@ import pytest
 
 from scrm_notify.adapters.orm import TemplateRow
 from scrm_notify.service.tasks import TaskService
-from tests.conftest import free_port
+from scrm_stack.launcher import free_port
 from tests.fakes.notify_providers import FakeProviders, Step, serve
 from tests.integration.notify_harness import NotifyHarness, harness
 

@@ -17,8 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from scrm_contracts import TouchRequest, record_key
-from scrm_stack.launcher import Stack
-from tests.conftest import free_port
+from scrm_stack.launcher import Stack, free_port
 from tests.fakes.notify_providers import FakeProviders, serve
 from tests.integration.notify_harness import NotifyHarness, harness
 

@@ -6,10 +6,12 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +21,13 @@ from scrm_stack.topics import ensure_topics
 
 SERVICES = ("ingest", "profile", "journey", "notify")
 REPO_ROOT = Path(__file__).resolve().parents[4]
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def _env_int(name: str, default: int) -> int:
@@ -39,6 +48,19 @@ class StackConfig:
         }
     )
     sink_secret: str = "whsec_local_demo_sink_secret"
+
+    @classmethod
+    def on_free_ports(cls, state_dir: Path, services: Iterable[str] = SERVICES) -> "StackConfig":
+        """A stack in ``state_dir`` on free ports, beside any ``make run``: for tests and benchmarks. Only the
+        named services (replicas such as ``ingest.2`` too) get a port."""
+        return cls(
+            state_dir=state_dir,
+            pg_port=free_port(),
+            kafka_port=free_port(),
+            controller_port=free_port(),
+            sink_port=free_port(),
+            service_ports={name: free_port() for name in services},
+        )
 
 
 def _get_status(url: str, timeout: float = 1.0) -> int:
@@ -83,6 +105,17 @@ class Stack:
             }
         )
         return env
+
+    def create_tenant(self, name: str) -> dict[str, str]:
+        """Create a tenant through the ``scrm`` CLI, as an operator would: its id, write key and API token."""
+        created = subprocess.run(
+            [sys.executable, "-m", "scrm_cli.main", "tenant", "create", "--name", name, "--json"],
+            env=self.service_env(),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return dict(json.loads(created.stdout))
 
     def all_ready(self) -> bool:
         return all(_get_status(f"{self.url(s)}/readyz") == 200 for s in SERVICES)
@@ -213,13 +246,6 @@ def demo_tenant(stack: Stack) -> dict[str, str]:
         )
         if check.returncode == 0:
             return saved
-    created = subprocess.run(
-        [sys.executable, "-m", "scrm_cli.main", "tenant", "create", "--name", "demo", "--json"],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
-    tenant = json.loads(created.stdout)
+    tenant = stack.create_tenant("demo")
     path.write_text(json.dumps(tenant))
     return tenant
