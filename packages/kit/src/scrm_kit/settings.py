@@ -44,6 +44,9 @@ class ServiceSettings(BaseSettings):
     roles: Annotated[list[Role], NoDecode] = Field(default_factory=lambda: ["api", "consumer", "scheduler"])
     db: DbSettings = Field(default_factory=DbSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    # Allocations between young-generation garbage collections once the service has started (Python's default
+    # is 700; a request that parses a batch allocates thousands of objects). 0 keeps Python's defaults.
+    gc_threshold: int = Field(default=50_000, ge=0)
 
     @field_validator("roles", mode="before")
     @classmethod

@@ -12,5 +12,11 @@ def build_runtime(settings: Settings) -> tuple[Runtime, EventPublisher]:
     configure_logging("ingest", settings.log_level)
     engine = build_engine(settings.db)
     producer = build_producer(settings.kafka, "-ingest")
-    runtime = Runtime(name="ingest", engine=engine, sessions=build_sessionmaker(engine), producer=producer)
+    runtime = Runtime(
+        name="ingest",
+        engine=engine,
+        sessions=build_sessionmaker(engine),
+        producer=producer,
+        gc_threshold=settings.gc_threshold,
+    )
     return runtime, EventPublisher(producer, settings.kafka_ack_timeout_seconds)

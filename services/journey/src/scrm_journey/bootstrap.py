@@ -20,7 +20,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = build_engine(settings.db)
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-journey")
-    runtime = Runtime(name="journey", engine=engine, sessions=sessions, producer=producer)
+    runtime = Runtime(
+        name="journey", engine=engine, sessions=sessions, producer=producer, gc_threshold=settings.gc_threshold
+    )
     if "consumer" not in settings.roles and "scheduler" not in settings.roles:
         return runtime
     # Whatever this process commits to the outbox, its own relay publishes at once (no poll interval to wait).

@@ -54,7 +54,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = build_engine(settings.db)
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-notify")
-    runtime = Runtime(name="notify", engine=engine, sessions=sessions, producer=producer)
+    runtime = Runtime(
+        name="notify", engine=engine, sessions=sessions, producer=producer, gc_threshold=settings.gc_threshold
+    )
     client = build_client(settings.delivery.concurrency, settings.delivery.http_timeout_seconds)
     runtime.on_stop.append(client.aclose)
     pipeline = build_pipeline(sessions, client, clock, settings)

@@ -20,7 +20,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     engine = build_engine(settings.db)
     sessions = build_sessionmaker(engine)
     producer = build_producer(settings.kafka, "-profile")
-    runtime = Runtime(name="profile", engine=engine, sessions=sessions, producer=producer)
+    runtime = Runtime(
+        name="profile", engine=engine, sessions=sessions, producer=producer, gc_threshold=settings.gc_threshold
+    )
     if "consumer" in settings.roles:
         runtime.workers.append(
             ConsumerRunner(
