@@ -61,7 +61,7 @@ async def _document(request: Request) -> Any:
         raise _invalid(exc) from exc
 
 
-def _templates(request: Request) -> TemplateCatalogue:
+async def _templates(request: Request) -> TemplateCatalogue:
     """notify's template catalogue, asked with the caller's own API token (already authenticated by TenantDep)."""
     return NotifyTemplates(request.app.state.notify, request.headers.get("authorization", ""))
 
