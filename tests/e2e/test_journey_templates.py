@@ -5,6 +5,7 @@ journey valid (per channel, per tenant); the built-in playbooks pass on notify's
 service that cannot reach notify refuses to publish rather than accept unchecked template ids.
 """
 
+import logging
 import socket
 from collections.abc import AsyncIterator
 from typing import Any
@@ -148,10 +149,16 @@ async def journey_without_notify(stack: Stack, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("SCRM_ENV", "test")
     monkeypatch.setenv("SCRM_NOTIFY_URL", f"http://127.0.0.1:{closed_port()}")
     application = app()
-    async with application.router.lifespan_context(application):
-        transport = httpx.ASGITransport(app=application)
-        async with httpx.AsyncClient(transport=transport, base_url="http://journey", timeout=30) as client:
-            yield client
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level  # the service sets up its own JSON logging on start
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://journey", timeout=30) as client:
+                yield client
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
 
 
 async def test_with_notify_unreachable_publish_refuses_with_503_naming_notify(
