@@ -99,6 +99,14 @@ async def test_a_template_only_in_another_locale_is_not_enough(stack: Stack, ten
         field, message = refused_field(await api.post("/v1/journeys", json=sale("spring_sale_en", ("sms",))))
         assert field == "nodes.nudge.template_id"
         assert "in the default locale (only in en)" in message
+    async with notify_api(stack, tenant) as notify:  # notify's own answer, as its docs describe it
+        needs = [{"template_id": "spring_sale_en", "channel": "sms"}, {"template_id": "welcome", "channel": "sms"}]
+        answer = await notify.post("/v1/templates/check", json={"needs": needs})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["items"] == [
+        {"template_id": "spring_sale_en", "channel": "sms", "defined": False, "source": None, "locales": ["en"]},
+        {"template_id": "welcome", "channel": "sms", "defined": True, "source": "built_in", "locales": []},
+    ]
 
 
 async def test_built_in_playbooks_validate_and_install_on_notify_built_in_copy(
