@@ -29,6 +29,7 @@ from scrm_contracts import (
     Topic,
     TouchResult,
 )
+from scrm_journey.domain.templates import TemplateCatalogue, TemplateCoverage
 from scrm_journey.service.consume import JourneyConsumer
 from scrm_journey.service.journeys import JourneyAdmin
 from scrm_journey.service.queries import instances_of
@@ -47,6 +48,14 @@ def as_record(message: BaseModel, topic: str = Topic.PROFILE_CHANGES.value) -> C
     return ConsumerRecord(topic, 0, next(_offsets), 0, 0, b"k", value, None, 1, len(value), [])
 
 
+class EveryTemplate:
+    """A template catalogue that has every id: these tests are about the engine (tenants here have no API token to
+    ask notify with; tests/e2e/test_journey_templates.py checks templates against the real notify)."""
+
+    async def coverage(self, needs: Sequence[tuple[str, str]]) -> list[TemplateCoverage]:
+        return [TemplateCoverage(template_id, channel, True) for template_id, channel in needs]
+
+
 class JourneyHarness:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], clock: FixedClock, tenant_id: str, kafka: str):
         self.sessions = sessions
@@ -54,6 +63,7 @@ class JourneyHarness:
         self.tenant_id = tenant_id
         self.kafka = kafka
         self.consumer = JourneyConsumer(sessions, clock)
+        self.templates: TemplateCatalogue = EveryTemplate()
 
     # -- inputs
     async def feed(self, *messages: BaseModel) -> None:
@@ -88,7 +98,7 @@ class JourneyHarness:
     # -- journeys
     async def publish(self, document: dict[str, Any], journey_id: str | None = None) -> str:
         async with self.sessions() as session, session.begin():
-            admin = JourneyAdmin(session, self.tenant_id, self.clock.now())
+            admin = JourneyAdmin(session, self.tenant_id, self.clock.now(), self.templates)
             if journey_id is None:
                 view, _ = await admin.create(document)
                 journey_id = view.journey_id
@@ -99,7 +109,8 @@ class JourneyHarness:
 
     async def admin(self, action: str, journey_id: str) -> Any:
         async with self.sessions() as session, session.begin():
-            return await getattr(JourneyAdmin(session, self.tenant_id, self.clock.now()), action)(journey_id)
+            admin = JourneyAdmin(session, self.tenant_id, self.clock.now(), self.templates)
+            return await getattr(admin, action)(journey_id)
 
     # -- outputs
     async def instances(self, customer_id: str | None = None, journey_id: str | None = None) -> list[Any]:

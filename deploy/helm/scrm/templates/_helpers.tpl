@@ -78,6 +78,16 @@ scrm.io/role: {{ .role }}
 {{- default (printf "%s-db-hook" (include "scrm.fullname" .)) .Values.postgres.existingSecret -}}
 {{- end -}}
 
+{{/* SCRM_NOTIFY_URL of journey (it checks template ids against notify's API): services.journey.notifyUrl, or
+     this release's notify-api Service. */}}
+{{- define "scrm.notifyUrl" -}}
+{{- if .Values.services.journey.notifyUrl -}}
+{{- .Values.services.journey.notifyUrl -}}
+{{- else -}}
+{{- printf "http://%s:%v" (include "scrm.componentName" (dict "root" . "service" "notify" "role" "api")) .Values.services.notify.port -}}
+{{- end -}}
+{{- end -}}
+
 {{/* The components to deploy: a list of dicts {service, role, port, env, cfg}; cfg is the role's values merged
      over .Values.defaults. Serialised as YAML, since templates return strings. */}}
 {{- define "scrm.components" -}}
@@ -88,7 +98,11 @@ scrm.io/role: {{ .role }}
 {{- $roleValues := index $svc $role | default dict -}}
 {{- if $roleValues.enabled -}}
 {{- $cfg := mergeOverwrite (deepCopy $.Values.defaults) (deepCopy $roleValues) -}}
-{{- $out = append $out (dict "service" $service "role" $role "port" $svc.port "env" ($svc.env | default dict) "cfg" $cfg) -}}
+{{- $env := deepCopy ($svc.env | default dict) -}}
+{{- if eq $service "journey" -}}
+{{- $env = mergeOverwrite (dict "SCRM_NOTIFY_URL" (include "scrm.notifyUrl" $)) $env -}}
+{{- end -}}
+{{- $out = append $out (dict "service" $service "role" $role "port" $svc.port "env" $env "cfg" $cfg) -}}
 {{- end -}}
 {{- end -}}
 {{- end -}}

@@ -102,6 +102,8 @@ class Stack:
                 "SCRM_DB__URL": self.postgres.url,
                 "SCRM_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap,
                 "SCRM_KAFKA__ENABLE_IDEMPOTENCE": "true" if self.kafka.supports_idempotence else "false",
+                # journey checks template ids against notify's API (always this stack's, on whatever port it has)
+                "SCRM_NOTIFY_URL": self.url("notify"),
             }
         )
         return env

@@ -1,6 +1,9 @@
 """The one place that builds the journey service's engine, producer, consumers, scheduler and relay from settings."""
 
+import httpx
+
 from scrm_contracts import Topic
+from scrm_journey.adapters import notify
 from scrm_journey.adapters.orm import outbox
 from scrm_journey.service.consume import JourneyConsumer
 from scrm_journey.service.timers import TimerSweep
@@ -44,3 +47,8 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
         runtime.workers.append(Periodic("journey-timers", sweep, settings.timer_interval_seconds, sweep.batch_size))
     runtime.workers.append(relay)
     return runtime
+
+
+def build_notify_client(settings: Settings) -> httpx.AsyncClient:
+    """The HTTP client the API asks notify's template catalogue with (``SCRM_NOTIFY_URL``)."""
+    return notify.build_client(settings.notify_url, settings.notify_timeout_seconds)

@@ -10,3 +10,7 @@ class Settings(ServiceSettings):
     consumer_fetch_max_wait_ms: int = 20
     timer_interval_seconds: float = 1.0
     timer_batch_size: int = 500
+    # notify's API, asked whether the template ids of a definition exist for the tenant (adapters.notify): the
+    # local stack's notify by default; compose and Helm point it at the notify API service.
+    notify_url: str = "http://127.0.0.1:8004"
+    notify_timeout_seconds: float = 5.0

@@ -77,14 +77,20 @@ def _message(error: Any) -> str:
     return str(error["msg"])
 
 
-def parse_definition(document: Any) -> JourneyDefinition:
-    """Validate a definition document; raises DefinitionError naming each bad node and field."""
+def parse_model(document: Any) -> JourneyDefinition:
+    """Check a document's shape and values (not yet its graph); raises DefinitionError naming each bad field."""
     if not isinstance(document, dict):
         raise DefinitionError([Problem("body", "a journey definition is an object")])
     try:
-        definition = JourneyDefinition.model_validate(document)
+        return JourneyDefinition.model_validate(document)
     except ValidationError as exc:
         raise DefinitionError([Problem(_path(tuple(e["loc"])), _message(e)) for e in exc.errors()[:20]]) from exc
+
+
+def parse_definition(document: Any) -> JourneyDefinition:
+    """Validate a definition document and its graph; raises DefinitionError naming each bad node and field.
+    (Template ids are checked against notify by ``service.definitions``.)"""
+    definition = parse_model(document)
     problems = graph_problems(definition)
     if problems:
         raise DefinitionError(problems)

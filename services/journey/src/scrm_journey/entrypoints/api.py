@@ -3,12 +3,14 @@
 from datetime import timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, FastAPI, Query, Request
+from fastapi import APIRouter, Body, Depends, FastAPI, Query, Request
 
-from scrm_journey.bootstrap import build_runtime
+from scrm_journey.adapters.notify import NotifyTemplates
+from scrm_journey.bootstrap import build_notify_client, build_runtime
 from scrm_journey.domain.definition import walk_order
 from scrm_journey.domain.playbooks import PLAYBOOKS
 from scrm_journey.domain.simulate import ScriptedEvent, ScriptedTaskOutcome, simulate
+from scrm_journey.domain.templates import TemplateCatalogue
 from scrm_journey.domain.validation import DefinitionError, load_document, parse_definition
 from scrm_journey.entrypoints.schemas import (
     CustomerJourneysOut,
@@ -29,6 +31,7 @@ from scrm_journey.entrypoints.schemas import (
     ValidationOut,
     VersionOut,
 )
+from scrm_journey.service.definitions import validation_problems
 from scrm_journey.service.journeys import JourneyAdmin, JourneyView
 from scrm_journey.service.queries import instances_of, journey_stats
 from scrm_journey.settings import Settings
@@ -56,6 +59,14 @@ async def _document(request: Request) -> Any:
         return load_document(await request.body(), request.headers.get("content-type", "application/json"))
     except DefinitionError as exc:
         raise _invalid(exc) from exc
+
+
+async def _templates(request: Request) -> TemplateCatalogue:
+    """notify's template catalogue, asked with the caller's own API token (already authenticated by TenantDep)."""
+    return NotifyTemplates(request.app.state.notify, request.headers.get("authorization", ""))
+
+
+TemplatesDep = Annotated[TemplateCatalogue, Depends(_templates)]
 
 
 def _invalid(exc: DefinitionError) -> InvalidInput:
@@ -86,25 +97,31 @@ async def list_journeys(tenant: TenantDep, session: SessionDep) -> list[JourneyO
 
 
 @router.post("/journeys", response_model=JourneyOut, status_code=201, openapi_extra=DEFINITION_BODY)
-async def create_journey(request: Request, tenant: TenantDep, session: SessionDep) -> JourneyOut:
-    """Create a draft journey from a JSON or YAML definition (publish it to start it)."""
+async def create_journey(
+    request: Request, tenant: TenantDep, session: SessionDep, templates: TemplatesDep
+) -> JourneyOut:
+    """Create a draft journey from a JSON or YAML definition (publish it to start it). Every template id must exist
+    in notify for the tenant on each channel its node may use; 503 when notify cannot be asked."""
     document = await _document(request)
     async with session.begin():
         try:
-            view, _ = await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).create(document)
+            view, _ = await JourneyAdmin(session, tenant.tenant_id, CLOCK.now(), templates).create(document)
         except DefinitionError as exc:
             raise _invalid(exc) from exc
     return _journey_out(view)
 
 
 @router.post("/journeys/validate", response_model=ValidationOut, openapi_extra=DEFINITION_BODY)
-async def validate_journey(request: Request, tenant: TenantDep) -> ValidationOut:
-    """Check a definition without storing it: every problem, with the node and field it is in."""
+async def validate_journey(request: Request, tenant: TenantDep, templates: TemplatesDep) -> ValidationOut:
+    """Check a definition without storing it: every problem, with the node and field it is in, template ids
+    against notify included (when notify cannot be asked, each sending node says "not checked": never valid)."""
     try:
-        parse_definition(load_document(await request.body(), request.headers.get("content-type", "")))
+        document = load_document(await request.body(), request.headers.get("content-type", ""))
     except DefinitionError as exc:
-        return ValidationOut(valid=False, errors=[ProblemOut(field=p.field, message=p.message) for p in exc.problems])
-    return ValidationOut(valid=True, errors=[])
+        problems = exc.problems
+    else:
+        problems = await validation_problems(document, templates)
+    return ValidationOut(valid=not problems, errors=[ProblemOut(field=p.field, message=p.message) for p in problems])
 
 
 @router.get("/journeys/{journey_id}", response_model=JourneyOut)
@@ -113,12 +130,15 @@ async def get_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -
 
 
 @router.put("/journeys/{journey_id}", response_model=JourneyOut, openapi_extra=DEFINITION_BODY)
-async def update_journey(journey_id: str, request: Request, tenant: TenantDep, session: SessionDep) -> JourneyOut:
-    """Replace the draft; running instances are untouched until the next publish."""
+async def update_journey(
+    journey_id: str, request: Request, tenant: TenantDep, session: SessionDep, templates: TemplatesDep
+) -> JourneyOut:
+    """Replace the draft (checked as on create); running instances are untouched until the next publish."""
     document = await _document(request)
     async with session.begin():
+        admin = JourneyAdmin(session, tenant.tenant_id, CLOCK.now(), templates)
         try:
-            view = await JourneyAdmin(session, tenant.tenant_id, CLOCK.now()).update_draft(journey_id, document)
+            view = await admin.update_draft(journey_id, document)
         except DefinitionError as exc:
             raise _invalid(exc) from exc
     return _journey_out(view)
@@ -139,9 +159,11 @@ async def edit_version(journey_id: str, version: int, tenant: TenantDep, session
     raise AssertionError("edit_version always raises")  # pragma: no cover
 
 
-async def _lifecycle(action: str, journey_id: str, tenant_id: str, session: Any) -> JourneyOut:
+async def _lifecycle(
+    action: str, journey_id: str, tenant_id: str, session: Any, templates: TemplateCatalogue | None = None
+) -> JourneyOut:
     async with session.begin():
-        admin = JourneyAdmin(session, tenant_id, CLOCK.now())
+        admin = JourneyAdmin(session, tenant_id, CLOCK.now(), templates)
         try:
             view = await getattr(admin, action)(journey_id)
         except DefinitionError as exc:
@@ -150,9 +172,12 @@ async def _lifecycle(action: str, journey_id: str, tenant_id: str, session: Any)
 
 
 @router.post("/journeys/{journey_id}/publish", response_model=JourneyOut)
-async def publish_journey(journey_id: str, tenant: TenantDep, session: SessionDep) -> JourneyOut:
-    """Publish the draft as the next version: new entries use it, running instances finish on theirs."""
-    return await _lifecycle("publish", journey_id, tenant.tenant_id, session)
+async def publish_journey(
+    journey_id: str, tenant: TenantDep, session: SessionDep, templates: TemplatesDep
+) -> JourneyOut:
+    """Publish the draft as the next version: new entries use it, running instances finish on theirs. Template ids
+    are checked against notify again (400 naming the node when one is gone; 503 when notify cannot be asked)."""
+    return await _lifecycle("publish", journey_id, tenant.tenant_id, session, templates)
 
 
 @router.post("/journeys/{journey_id}/pause", response_model=JourneyOut)
@@ -287,6 +312,12 @@ async def customer_journeys(customer_id: str, tenant: TenantDep, session: Sessio
 def app() -> FastAPI:
     """ASGI factory: ``uvicorn --factory scrm_journey.entrypoints.api:app``."""
     settings = Settings()
-    return create_app(
-        lambda: build_runtime(settings), title="SCRM journey", routers=[router] if "api" in settings.roles else []
-    )
+
+    def runtime_factory():  # type: ignore[no-untyped-def]
+        runtime = build_runtime(settings)
+        application.state.notify = build_notify_client(settings)
+        runtime.on_stop.append(application.state.notify.aclose)
+        return runtime
+
+    application = create_app(runtime_factory, title="SCRM journey", routers=[router] if "api" in settings.roles else [])
+    return application

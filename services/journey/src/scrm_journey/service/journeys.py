@@ -14,9 +14,11 @@ from scrm_journey.adapters.orm import instances, journeys, snapshots, timers, tr
 from scrm_journey.domain.definition import JourneyDefinition
 from scrm_journey.domain.engine import HELD
 from scrm_journey.domain.playbooks import DEFAULT_PLAYBOOKS, PLAYBOOKS
+from scrm_journey.domain.templates import TemplateCatalogue
 from scrm_journey.domain.triggers import is_dated
 from scrm_journey.domain.validation import parse_definition
 from scrm_journey.service.customers import schedule_entries
+from scrm_journey.service.definitions import checked_definition
 from scrm_journey.service.engine import RUNNING, JourneyEngine
 from scrm_kit.errors import InvalidInput, NotFound
 
@@ -58,10 +60,22 @@ def _default_view(journey_id: str) -> JourneyView | None:
 
 
 class JourneyAdmin:
-    def __init__(self, session: AsyncSession, tenant_id: str, now: datetime) -> None:
+    """``templates`` (notify's catalogue for the tenant) is needed to store or publish a definition: every template
+    id it sends is checked then. Reading, pausing and archiving do without."""
+
+    def __init__(
+        self, session: AsyncSession, tenant_id: str, now: datetime, templates: TemplateCatalogue | None = None
+    ) -> None:
         self.session = session
         self.tenant_id = tenant_id
         self.now = now
+        self.templates = templates
+
+    async def _checked(self, document: Any) -> JourneyDefinition:
+        """Graph and template ids checked (DefinitionError), or NotifyUnavailable when notify cannot say."""
+        if self.templates is None:
+            raise RuntimeError("storing or publishing a definition needs the tenant's template catalogue")
+        return await checked_definition(document, self.templates)
 
     async def _row(self, journey_id: str, lock: bool = False) -> Any:
         query = select(journeys).where(journeys.c.tenant_id == self.tenant_id, journeys.c.journey_id == journey_id)
@@ -88,7 +102,9 @@ class JourneyAdmin:
         self, document: Any, journey_id: str | None = None, playbook: str | None = None
     ) -> tuple[JourneyView, JourneyDefinition]:
         """Store a validated draft; nothing runs until it is published."""
-        definition = parse_definition(document)
+        # A built-in playbook sends only notify's built-in template ids (tests/integration/test_notify_templates.py
+        # proves each exists on every channel it uses), so installing one never waits on notify.
+        definition = parse_definition(document) if playbook else await self._checked(document)
         journey_id = journey_id or f"jrn_{secrets.token_hex(8)}"
         stored = await self.session.execute(
             pg_insert(journeys).values(
@@ -112,7 +128,7 @@ class JourneyAdmin:
         return await self._row(journey_id, lock=True)
 
     async def update_draft(self, journey_id: str, document: Any) -> JourneyView:
-        definition = parse_definition(document)
+        definition = await self._checked(document)
         row = await self.materialize(journey_id)
         if row.status == "archived":
             raise Conflict(f"journey {journey_id!r} is archived: its draft can no longer be edited", field="status")
@@ -128,7 +144,11 @@ class JourneyAdmin:
         row = await self.materialize(journey_id)
         if row.status == "archived":
             raise Conflict(f"journey {journey_id!r} is archived: it can no longer be published", field="status")
-        definition = parse_definition(row.draft)
+        # Checked again: a template the draft uses may have been deleted in notify since the draft was saved.
+        return await self._publish(row, await self._checked(row.draft))
+
+    async def _publish(self, row: Any, definition: JourneyDefinition) -> JourneyView:
+        journey_id = row.journey_id
         latest = (
             await self.session.execute(
                 select(func.max(versions.c.version)).where(
@@ -257,7 +277,7 @@ class JourneyAdmin:
             )  # fmt: skip
             await self._set(name, status="active", published_version=1)
             return await self.get(name)
-        return await self.publish(name)
+        return await self._publish(await self._row(name, lock=True), playbook.definition)
 
     async def version(self, journey_id: str, version: int) -> JourneyDefinition:
         """One published version (404 when the journey or that version does not exist)."""

@@ -20,6 +20,9 @@ from scrm_notify.entrypoints.schemas import (
     ChannelList,
     PreviewIn,
     PreviewOut,
+    TemplateCheckIn,
+    TemplateCheckOut,
+    TemplateCoverageOut,
     TemplateIn,
     TemplateList,
     TemplateOut,
@@ -148,6 +151,23 @@ async def delete_template(
 ) -> Response:
     await templates.remove(request.app.state.runtime.sessions, tenant.tenant_id, template_id, channel, locale)
     return Response(status_code=204)
+
+
+@router.post("/templates/check", response_model=TemplateCheckOut)
+async def check_templates(body: TemplateCheckIn, tenant: TenantDep, session: SessionDep) -> TemplateCheckOut:
+    """Which (template id, channel) pairs a touch can render for a customer in the default locale: the tenant's
+    own template (that channel or ``*``) or notify's built-in copy. The journey service asks this to validate."""
+    needs = list({(n.template_id, n.channel): n for n in body.needs}.values())
+    found = await templates.coverage(session, tenant.tenant_id, [(n.template_id, n.channel) for n in needs])
+    return TemplateCheckOut(
+        items=[
+            TemplateCoverageOut(
+                template_id=n.template_id, channel=n.channel, defined=c.source is not None, source=c.source,
+                locales=c.locales,
+            )
+            for n, c in zip(needs, found, strict=True)
+        ]
+    )  # fmt: skip
 
 
 @router.post("/templates/preview", response_model=PreviewOut)

@@ -145,6 +145,29 @@ class TemplateList(BaseModel):
     items: list[TemplateOut]
 
 
+class TemplateNeed(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    template_id: str = Field(min_length=1, max_length=200)
+    channel: Channel
+
+
+class TemplateCheckIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    needs: list[TemplateNeed] = Field(min_length=1, max_length=1000, description="(template id, channel) pairs")
+
+
+class TemplateCoverageOut(TemplateNeed):
+    defined: bool = Field(description="A touch renders for a customer in the default locale")
+    source: Literal["tenant", "built_in"] | None = Field(description="The tenant's own template or notify's copy")
+    locales: list[str] = Field(description="Locales of the tenant's own template on this channel (or *)")
+
+
+class TemplateCheckOut(BaseModel):
+    items: list[TemplateCoverageOut]
+
+
 class PreviewIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 

@@ -1,6 +1,9 @@
-"""Templates per (template_id, channel, locale): save with a syntax check, list, delete, preview."""
+"""Templates per (template_id, channel, locale): save with a syntax check, list, delete, preview, and say which
+(template id, channel) pairs a touch could render (what the journey service checks its definitions against)."""
 
-from typing import Any
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.postgresql import insert
@@ -10,7 +13,15 @@ from scrm_kit.errors import InvalidInput, NotFound
 from scrm_notify.adapters import directory, touches
 from scrm_notify.adapters.orm import CustomerRow, TemplateRow
 from scrm_notify.domain.policy import CHANNELS
-from scrm_notify.domain.templates import ANY_CHANNEL, RenderedMessage, TemplateFailure, TemplateSource, check_syntax
+from scrm_notify.domain.templates import (
+    ANY_CHANNEL,
+    DEFAULT_LOCALE,
+    RenderedMessage,
+    TemplateFailure,
+    TemplateSource,
+    built_in,
+    check_syntax,
+)
 from scrm_notify.domain.templates import render_source as render
 
 
@@ -109,3 +120,39 @@ async def preview(
         return render(template_id, source, {k: v for k, v in context.items() if v is not None})
     except TemplateFailure as exc:
         raise InvalidInput(str(exc), field="variables") from exc
+
+
+@dataclass(frozen=True, slots=True)
+class Coverage:
+    """Whether a touch of ``template_id`` on ``channel`` renders for a customer in the default locale, and from
+    what: the tenant's own template (``tenant``), notify's default copy (``built_in``) or nothing (None).
+    ``locales`` are the tenant's own locales of it on that channel (or ``*``)."""
+
+    template_id: str
+    channel: str
+    source: Literal["tenant", "built_in"] | None
+    locales: list[str]
+
+
+async def coverage(session: AsyncSession, tenant_id: str, wanted: list[tuple[str, str]]) -> list[Coverage]:
+    """For each (template id, channel): found as a touch looks it up (``touches.template``) for a customer
+    without a locale of their own, i.e. the tenant's template for that channel or ``*`` in the default locale,
+    else the built-in copy. A template only in other locales does not count: most customers would get nothing."""
+    rows = await session.execute(
+        select(TemplateRow.template_id, TemplateRow.channel, TemplateRow.locale).where(
+            TemplateRow.tenant_id == tenant_id, TemplateRow.template_id.in_({t for t, _ in wanted})
+        )
+    )
+    stored: dict[str, list[tuple[str, str]]] = defaultdict(list)
+    for row in rows:
+        stored[row.template_id].append((row.channel, row.locale))
+    found = []
+    for template_id, channel in wanted:
+        locales = sorted({loc for ch, loc in stored[template_id] if ch in (channel, ANY_CHANNEL)})
+        source: Literal["tenant", "built_in"] | None = None
+        if DEFAULT_LOCALE in locales:
+            source = "tenant"
+        elif built_in(template_id, channel) is not None:
+            source = "built_in"
+        found.append(Coverage(template_id, channel, source, locales))
+    return found
