@@ -4,8 +4,9 @@ of touches claimed against them.
 A grant is held when a touch is claimed for sending (the customer row is locked then, so two touches never hold
 the same grant), spent in the transaction that records the send as sent, released when the touch ends without
 a send, and kept while it waits to be retried. ``available`` = unspent minus the holds of other touches.
-Grant rows are locked before holds are read, and settling updates a grant before it deletes the hold, so a
-gate never counts a grant that a settle is spending at the same moment.
+A gate locks the grant rows before it reads the holds, and a settle deletes a hold and spends its grant in one
+transaction (the grant update waits for the gate's lock): a gate sees either both or neither, so it never counts
+a grant that is being spent. At worst it sees a hold that is being released and suppresses conservatively.
 """
 
 from collections import defaultdict
