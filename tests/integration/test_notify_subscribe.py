@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from scrm_contracts import TouchRequest
+from scrm_contracts import CustomerErased, CustomersMerged, TouchRequest
 from scrm_kit.errors import InvalidInput
 from scrm_notify.adapters import subscribe_grants
 from scrm_notify.domain.templates import TemplateSource
@@ -249,3 +249,36 @@ async def test_subscribe_templates_are_checked_on_save(notify: NotifyHarness) ->
             notify.sessions, notify.tenant_id, "x", "wechat_oa", "default", TemplateSource("b", page="p")
         )
     assert page_on_template.value.field == "page"
+
+
+async def test_a_merge_adds_the_grants_together_and_an_erasure_forgets_them(
+    notify: NotifyHarness, fake: FakeProviders
+) -> None:
+    openid = await official_account(notify, "cus_old")
+    await notify.customer("cus_new", wechat_openid=openid, official_account_follower=True)
+    await accept(notify, fake, openid, "cus_old")
+    await accept(notify, fake, openid, "cus_new")
+    await notify.change(
+        CustomersMerged(
+            event_id=f"merge-{notify.tenant_id}",
+            tenant_id=notify.tenant_id,
+            customer_id="cus_new",
+            merged_customer_ids=["cus_old"],
+            occurred_at=notify.clock.now(),
+        )
+    )
+    assert await unspent(notify, "cus_new") == (2, 0)
+    assert await unspent(notify, "cus_old") == (0, 0)
+    request = restock(notify, "cus_old")  # a touch for the merged id goes to the survivor, spending its grant
+    await notify.send(request)
+    assert (await notify.touch(request.touch_key)).status == "sent"
+    assert await unspent(notify, "cus_new") == (1, 0)
+    await notify.change(
+        CustomerErased(
+            event_id=f"erase-{notify.tenant_id}",
+            tenant_id=notify.tenant_id,
+            customer_id="cus_new",
+            occurred_at=notify.clock.now(),
+        )
+    )
+    assert await notify.sql("SELECT 1 FROM notify.subscribe_grants WHERE tenant_id = :t", t=notify.tenant_id) == []
