@@ -51,6 +51,8 @@ class FakeProviders:
         self.webhook_accepted: dict[str, int] = defaultdict(int)
         self.webhook_duplicates = 0
         self.webhook_delay = 0.0
+        # One-time subscribe consents WeChat holds per (openid, WeChat template id): accept adds, bizsend spends.
+        self.oa_consents: dict[tuple[str, str], int] = defaultdict(int)
         self._ids = itertools.count(1)
         self.app = self._build()
 
@@ -66,6 +68,10 @@ class FakeProviders:
         if step is not None and step.delay:
             await asyncio.sleep(step.delay)
         return step
+
+    def oa_accept(self, openid: str, template_id: str, times: int = 1) -> None:
+        """The customer tapped "accept" in the official account's subscribe prompt ``times`` times."""
+        self.oa_consents[(openid, template_id)] += times
 
     def expire_tokens(self) -> None:
         self.tokens.clear()
@@ -124,6 +130,23 @@ class FakeProviders:
                 return {"errcode": step.code, "errmsg": "scripted"}
             msgid = sent_ids.setdefault(body["client_msg_id"], next(self._ids))  # WeChat dedupes client_msg_id
             return {"errcode": 0, "errmsg": "ok", "msgid": msgid}
+
+        @app.post("/wechat/message/subscribe/bizsend")
+        async def subscribe_send(request: Request, access_token: str = "") -> dict[str, Any]:
+            body = await request.json()
+            self.seen.append(Seen("wechat_oa", "message/subscribe/bizsend", body, dict(request.headers)))
+            if access_token not in self.tokens:
+                return {"errcode": 40001, "errmsg": "invalid credential, access_token is invalid or not latest"}
+            if not body.get("touser") or not body.get("template_id") or not isinstance(body.get("data"), dict):
+                return {"errcode": 47001, "errmsg": "data format error: touser, template_id and data are required"}
+            step = await self._step("wechat_oa")
+            if step is not None and step.code is not None:
+                return {"errcode": step.code, "errmsg": "scripted"}
+            consent = (body["touser"], body["template_id"])
+            if self.oa_consents[consent] < 1:  # no one-time consent left for this template: WeChat refuses
+                return {"errcode": 43101, "errmsg": "user refuse to accept the msg"}
+            self.oa_consents[consent] -= 1
+            return {"errcode": 0, "errmsg": "ok"}
 
     def _sms(self, app: FastAPI) -> None:
         @app.post("/aliyun/")

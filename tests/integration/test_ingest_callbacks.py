@@ -334,3 +334,62 @@ async def test_sendgrid_signed_webhook_needs_a_valid_signature_once_a_key_is_set
     assert unsigned.status_code == 401 and tampered.status_code == 401
     assert accepted.json() == {"success": True, "accepted": 1}
     assert [e["event"] for e in await published(stack, tenant)] == ["Message Opened"]
+
+
+async def test_a_subscribe_prompt_accepted_in_the_official_account_becomes_a_grant_in_notify(
+    stack: Stack, tenant: TenantCredentials
+) -> None:
+    config = await configure(stack, tenant, "wechat-oa", appid="wxshop02")
+    crypto = WeComCrypto(config["secrets"]["token"], config["secrets"]["encoding_aes_key"], "wxshop02")
+    follow = official_account("subscribe", "oSUB1")
+    answer = official_account("subscribe_msg_popup_event", "oSUB1").removesuffix("</xml>") + (
+        "<SubscribeMsgPopupEvent><List><TemplateId><![CDATA[TPL-RESTOCK]]></TemplateId>"
+        "<SubscribeStatusString><![CDATA[accept]]></SubscribeStatusString><PopupScene>2</PopupScene></List>"
+        "</SubscribeMsgPopupEvent></xml>"
+    )
+    async with httpx.AsyncClient() as wechat:
+        for n, message in enumerate((follow, answer)):
+            encrypted = crypto.encrypt(message)
+            ts, nonce = str(int(time.time())), f"n{n}"
+            envelope = (
+                f"<xml><ToUserName><![CDATA[gh_shop]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
+            )
+            params = {
+                "msg_signature": crypto.sign(ts, nonce, encrypted),
+                "timestamp": ts,
+                "nonce": nonce,
+                "encrypt_type": "aes",
+            }
+            posted = await wechat.post(config["urls"]["callback"], params=params, content=envelope)
+            assert posted.text == "success"
+    events = await published(stack, tenant)
+    [authorized] = [e for e in events if e["event"] == "Subscribe Message Authorized"]
+    assert authorized["properties"] == {
+        "openid": "oSUB1",
+        "template_id": "TPL-RESTOCK",
+        "status": "accept",
+        "appid": "wxshop02",
+        "scene": "2",
+    }
+
+    async def grants() -> list[dict[str, Any]] | None:
+        async with httpx.AsyncClient() as client:
+            found = await client.get(f"{stack.url('profile')}/v1/customers/openid:oSUB1", headers=tenant.bearer)
+            if found.status_code != 200:
+                return None
+            customer_id = found.json()["customer_id"]
+            consents = await client.get(
+                f"{stack.url('notify')}/v1/customers/{customer_id}/consents", headers=tenant.bearer
+            )
+        if consents.status_code != 200:
+            return None
+        [oa] = [c for c in consents.json()["items"] if c["channel"] == "wechat_oa"]
+        return oa["subscribe_grants"] or None
+
+    [grant] = await eventually(grants, what="the one-time subscribe consent on notify's consents")
+    assert (grant["wechat_template_id"], grant["unspent"], grant["held"], grant["last_status"]) == (
+        "TPL-RESTOCK",
+        1,
+        0,
+        "accept",
+    )

@@ -16,6 +16,7 @@ class Server:
     def __init__(self) -> None:
         self.connections = 0
         self.url = ""
+        self.targets: list[bytes] = []
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
@@ -28,6 +29,7 @@ class Server:
                         length = int(line.split(b":", 1)[1])
                 body = await reader.readexactly(length)
                 path = head.split(b" ")[1]
+                self.targets.append(path)
                 if path == b"/gzip":
                     packed = gzip.compress(b'{"ok": 1}')
                     writer.write(
@@ -92,3 +94,36 @@ async def test_failures_map_to_the_httpx_exceptions_the_adapters_classify(server
         with pytest.raises(httpx.ConnectError):
             await client.get("http://127.0.0.1:1/refused")
         assert (await client.get(f"{server.url}/echo")).status_code == 200, "the client recovers after failures"
+
+
+PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+async def test_requests_the_environment_sends_through_a_proxy_go_through_it(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    monkeypatch.setenv("HTTP_PROXY", server.url)  # the local server plays the forward proxy
+    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    async with build_client(concurrency=2, timeout=1.0) as client:
+        answer = await client.post("http://provider.invalid/echo", content=b"via the proxy")
+        assert (answer.status_code, answer.text) == (200, "via the proxy")
+        assert server.targets == [b"http://provider.invalid/echo"], "the proxy got the request in absolute form"
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://direct.invalid/echo")  # exempt by NO_PROXY: tried directly, no such host
+    assert server.targets == [b"http://provider.invalid/echo"]
+
+
+async def test_without_proxy_variables_requests_go_straight_to_the_origin(
+    server: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.upper(), raising=False)
+    async with build_client(concurrency=2, timeout=1.0) as client:
+        assert (await client.get(f"{server.url}/echo")).status_code == 200
+        with pytest.raises(httpx.ConnectError):
+            await client.get("http://provider.invalid/echo")
+    assert server.targets == [b"/echo"]

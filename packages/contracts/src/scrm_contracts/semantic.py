@@ -29,6 +29,7 @@ class SemanticEvent(StrEnum):
     WECOM_GROUP_LEFT = "WeCom Group Left"
     OFFICIAL_ACCOUNT_SUBSCRIBED = "Official Account Subscribed"
     OFFICIAL_ACCOUNT_UNSUBSCRIBED = "Official Account Unsubscribed"
+    SUBSCRIBE_MESSAGE_AUTHORIZED = "Subscribe Message Authorized"
     SMS_UNSUBSCRIBED = "SMS Unsubscribed"
     EMAIL_UNSUBSCRIBED = "Email Unsubscribed"
     MESSAGE_DELIVERED = "Message Delivered"
@@ -157,6 +158,17 @@ class OfficialAccountProperties(_Props):
     appid: str | None = None
 
 
+class SubscribeMessageAuthorizedProperties(_Props):
+    """The customer's answer to an official account subscribe message prompt (一次性订阅) for one WeChat template:
+    ``accept`` grants one send of that template; ``reject`` (or ``ban``, the platform's block) withdraws them all."""
+
+    openid: str = Field(min_length=1, max_length=200)
+    template_id: str = Field(min_length=1, max_length=200, description="The WeChat subscribe template id")
+    status: Literal["accept", "reject", "ban"]
+    appid: str | None = None
+    scene: str | None = Field(default=None, max_length=50, description="Where the prompt was shown (PopupScene)")
+
+
 class SmsUnsubscribedProperties(_Props):
     phone: str | None = None
     keyword: str | None = Field(default=None, description="What the customer replied, e.g. TD")
@@ -211,6 +223,7 @@ TRACK_PROPERTIES: dict[str, type[BaseModel]] = {
     SemanticEvent.WECOM_GROUP_LEFT: WeComGroupProperties,
     SemanticEvent.OFFICIAL_ACCOUNT_SUBSCRIBED: OfficialAccountProperties,
     SemanticEvent.OFFICIAL_ACCOUNT_UNSUBSCRIBED: OfficialAccountProperties,
+    SemanticEvent.SUBSCRIBE_MESSAGE_AUTHORIZED: SubscribeMessageAuthorizedProperties,
     SemanticEvent.SMS_UNSUBSCRIBED: SmsUnsubscribedProperties,
     SemanticEvent.EMAIL_UNSUBSCRIBED: EmailUnsubscribedProperties,
     SemanticEvent.MESSAGE_DELIVERED: MessageOutcomeProperties,

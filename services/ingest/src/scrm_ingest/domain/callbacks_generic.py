@@ -46,6 +46,7 @@ GENERIC_EVENTS = {
     SemanticEvent.WECOM_CONTACT_REMOVED,
     SemanticEvent.OFFICIAL_ACCOUNT_SUBSCRIBED,
     SemanticEvent.OFFICIAL_ACCOUNT_UNSUBSCRIBED,
+    SemanticEvent.SUBSCRIBE_MESSAGE_AUTHORIZED,
 }
 # Which property of an event names the customer's channel identity (filled in from the receipt when missing).
 _IDENTITY_PROPERTY = {
@@ -55,6 +56,7 @@ _IDENTITY_PROPERTY = {
     SemanticEvent.WECOM_CONTACT_REMOVED: ("external_userid", "wecom_external_userid"),
     SemanticEvent.OFFICIAL_ACCOUNT_SUBSCRIBED: ("openid", "wechat_openid"),
     SemanticEvent.OFFICIAL_ACCOUNT_UNSUBSCRIBED: ("openid", "wechat_openid"),
+    SemanticEvent.SUBSCRIBE_MESSAGE_AUTHORIZED: ("openid", "wechat_openid"),
 }
 
 

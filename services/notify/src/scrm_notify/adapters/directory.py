@@ -8,12 +8,15 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import CustomerUpdated
+from scrm_notify.adapters import subscribe_grants
 from scrm_notify.adapters.orm import (
     ConsentRow,
     CustomerAliasRow,
     CustomerRow,
     ErasedCustomerRow,
     StaffTaskRow,
+    SubscribeGrantRow,
+    SubscribeHoldRow,
     TouchRow,
 )
 from scrm_notify.domain.consent import ConsentRecord, CustomerView
@@ -69,6 +72,8 @@ async def erase(session: AsyncSession, tenant_id: str, customer_id: str, at: dat
         (TouchRow, TouchRow.customer_id),
         (StaffTaskRow, StaffTaskRow.customer_id),
         (CustomerAliasRow, CustomerAliasRow.customer_id),
+        (SubscribeGrantRow, SubscribeGrantRow.customer_id),
+        (SubscribeHoldRow, SubscribeHoldRow.customer_id),
     ):
         await session.execute(delete(table).where(table.tenant_id == tenant_id, column == customer_id))
     await session.execute(
@@ -79,7 +84,7 @@ async def erase(session: AsyncSession, tenant_id: str, customer_id: str, at: dat
 
 
 async def merge(session: AsyncSession, tenant_id: str, survivor: str, merged_ids: list[str]) -> None:
-    """Point the merged ids at the survivor and move their touches, tasks and consents to it."""
+    """Point the merged ids at the survivor and move their touches, tasks, consents and subscribe grants to it."""
     for merged in merged_ids:
         await session.execute(
             insert(CustomerAliasRow)
@@ -106,6 +111,7 @@ async def merge(session: AsyncSession, tenant_id: str, survivor: str, merged_ids
             await record_consent(
                 session, tenant_id, survivor, row.channel, row.status, row.source, row.occurred_at, negative_wins=True
             )
+        await subscribe_grants.merge(session, tenant_id, survivor, merged)
         await session.execute(
             delete(CustomerRow).where(CustomerRow.tenant_id == tenant_id, CustomerRow.customer_id == merged)
         )

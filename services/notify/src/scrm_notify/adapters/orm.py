@@ -136,7 +136,38 @@ class TemplateRow(Base):
     subject: Mapped[str | None] = mapped_column(Text)
     provider_template: Mapped[str | None] = mapped_column(Text)
     params: Mapped[dict[str, str]] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
+    kind: Mapped[str] = mapped_column(Text, server_default="template")
+    page: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class SubscribeGrantRow(Base):
+    """One-time subscribe consents (一次性订阅) a customer gave for one WeChat template, not yet spent."""
+
+    __tablename__ = "subscribe_grants"
+
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    wechat_template_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    unspent: Mapped[int] = mapped_column(Integer, server_default="0")
+    last_status: Mapped[str] = mapped_column(Text)
+    answered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    cleared_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class SubscribeHoldRow(Base):
+    """A grant set aside for a touch claimed to be sent as a subscribe message: spent when the send succeeds,
+    released when the touch ends otherwise, kept across retries."""
+
+    __tablename__ = "subscribe_holds"
+    __table_args__ = (Index("ix_subscribe_holds_customer", "tenant_id", "customer_id", "wechat_template_id"),)
+
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    touch_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text)
+    wechat_template_id: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class StaffTaskRow(Base):

@@ -15,6 +15,7 @@ from sqlalchemy.dialects.postgresql import ARRAY, insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import TouchRequest
+from scrm_notify.adapters import subscribe_grants
 from scrm_notify.adapters.channels.base import Credentials
 from scrm_notify.adapters.directory import view_of
 from scrm_notify.adapters.orm import (
@@ -28,7 +29,8 @@ from scrm_notify.adapters.orm import (
     TemplateRow,
     TouchRow,
 )
-from scrm_notify.adapters.touches import COUNTED, due_filter
+from scrm_notify.adapters.subscribe_grants import Grants
+from scrm_notify.adapters.touches import COUNTED, due_filter, source_of
 from scrm_notify.domain.consent import ConsentRecord, CustomerView
 from scrm_notify.domain.policy import TenantPolicy
 from scrm_notify.domain.templates import ANY_CHANNEL, DEFAULT_LOCALE, TemplateSource, built_in
@@ -220,6 +222,7 @@ class GateContext:
     history: dict[Pair, list[tuple[str, datetime, str]]] = field(default_factory=lambda: defaultdict(list))
     policies: dict[str, TenantPolicy] = field(default_factory=dict)
     templates: dict[tuple[str, str], list[TemplateRow]] = field(default_factory=lambda: defaultdict(list))
+    grants: Grants = field(default_factory=Grants)
 
     def policy(self, tenant_id: str) -> TenantPolicy:
         found = self.policies.get(tenant_id)
@@ -236,8 +239,7 @@ class GateContext:
             if r.channel in (channel, ANY_CHANNEL) and r.locale in locales
         ]
         if rows:
-            best = min(rows, key=lambda r: (r.channel != channel, locales.index(r.locale)))
-            return TemplateSource(best.body, best.subject, best.provider_template, dict(best.params or {}))
+            return source_of(min(rows, key=lambda r: (r.channel != channel, locales.index(r.locale))))
         return built_in(template_id, channel, locale)
 
 
@@ -259,6 +261,9 @@ async def load_context(
     known = list(ctx.customers)
     if known:
         await _consents_and_history(session, ctx, known, skip, now)
+        # Official account customers only: the one-time subscribe consents their touches may spend.
+        on_oa = [pair for pair in known if (pair[0], "wechat_oa") in ctx.configs]
+        ctx.grants = await subscribe_grants.load(session, on_oa, skip)
     wanted = list(dict.fromkeys(template_ids))
     if wanted:
         stored = await session.execute(

@@ -9,7 +9,7 @@ from scrm_notify.adapters.channels.base import Credentials
 from scrm_notify.adapters.orm import ChannelConfigRow, PolicyRow, TemplateRow, TouchRow
 from scrm_notify.domain.gates import History
 from scrm_notify.domain.policy import TenantPolicy
-from scrm_notify.domain.templates import ANY_CHANNEL, DEFAULT_LOCALE, TemplateSource, built_in
+from scrm_notify.domain.templates import ANY_CHANNEL, DEFAULT_LOCALE, MessageKind, TemplateSource, built_in
 
 COUNTED = ("sending", "sent", "delivered", "opened", "clicked", "replied")
 
@@ -54,9 +54,14 @@ async def template(
     ).scalars()
     ranked = sorted(rows, key=lambda r: (r.channel != channel, locales.index(r.locale)))
     if ranked:
-        best = ranked[0]
-        return TemplateSource(best.body, best.subject, best.provider_template, dict(best.params or {}))
+        return source_of(ranked[0])
     return built_in(template_id, channel, locale)
+
+
+def source_of(row: TemplateRow) -> TemplateSource:
+    """A stored template as the renderer takes it."""
+    kind: MessageKind = "subscribe" if row.kind == "subscribe" else "template"
+    return TemplateSource(row.body, row.subject, row.provider_template, dict(row.params or {}), kind, row.page)
 
 
 def due_filter(now: datetime):  # type: ignore[no-untyped-def]

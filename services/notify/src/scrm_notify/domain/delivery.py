@@ -7,7 +7,8 @@ Outcome tree of one send attempt (every adapter maps its provider's codes into i
     ├── retryable            busy, 5xx, timeout: retry with backoff (or at ``retry_at`` if the provider says)
     ├── deferred             flow control / daily quota: try again at ``retry_at``, never dropped
     ├── permanent            this recipient can never get it (bad number, blocked): failed, not retried;
-    │                        ``revoke`` marks the channel's consent (e.g. number on the provider's blacklist)
+    │                        ``revoke`` marks the channel's consent (e.g. number on the provider's blacklist);
+    │                        ``consent_used_up``: the provider says no one-time subscribe consent is left
     └── config               credentials, permission, IP whitelist: the circuit opens, operators alerted
 
 Pure code on injected time (``now`` / ``monotonic`` values passed in), so it runs on a virtual clock.
@@ -28,6 +29,7 @@ class SendOutcome:
     provider_message_id: str | None = None
     retry_at: datetime | None = None
     revoke: str | None = None
+    consent_used_up: bool = False
 
     @classmethod
     def ok(cls, provider_message_id: str | None = None) -> "SendOutcome":

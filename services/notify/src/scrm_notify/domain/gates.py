@@ -2,6 +2,7 @@
 
 1. the customer is known and not erased            -> suppressed ``customer_erased`` / held ``customer_unknown``
 2. consent and reachability, channel by channel    -> next channel in preference order, else suppressed
+   (and what the caller found about the message on a channel, e.g. no one-time subscribe consent left)
 3. global frequency caps (marketing only)          -> suppressed ``frequency_cap``
 4. per-channel caps and platform limits            -> next channel, else suppressed / deferred to the next window
 5. quiet hours in the customer's time zone          -> deferred to the end of the quiet period (marketing only)
@@ -10,7 +11,7 @@ Dedup by ``touch_key`` happens before the gates (the touch row is the idempotenc
 skip caps and quiet hours but never consent. Pure code: the caller loads history and passes ``now``.
 """
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
@@ -90,8 +91,10 @@ def decide(
     history: History,
     policy: TenantPolicy,
     now: datetime,
+    blocked: Mapping[str, str] | None = None,
 ) -> Decision:
-    """Run the gates in order; the first that stops the touch names the reason."""
+    """Run the gates in order; the first that stops the touch names the reason. ``blocked``: channels the message
+    cannot go out on, with the reason (``"<code> (<why>)"``)."""
     if erased:
         return Decision("suppressed", "customer_erased", "the customer was erased")
     if customer is None:
@@ -102,7 +105,7 @@ def decide(
         # (From the request when this clock is behind it: a skewed clock never turns the wait into a busy loop.)
         recheck = min(grace_end, max(now, request.requested_at) + UNKNOWN_RECHECK)
         return Decision("held", "customer_unknown", "waiting for the customer's profile", until=recheck)
-    reachable, skipped = _consented(request, customer, consents)
+    reachable, skipped = _consented(request, customer, consents, blocked or {})
     if not reachable:
         return Decision("suppressed", reason_code(skipped[0]), "; ".join(skipped), skipped=tuple(skipped))
     marketing = request.priority == "marketing"
@@ -114,7 +117,7 @@ def decide(
 
 
 def _consented(
-    request: GateRequest, customer: CustomerView, consents: dict[str, ConsentRecord]
+    request: GateRequest, customer: CustomerView, consents: dict[str, ConsentRecord], blocked: Mapping[str, str]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     reachable: list[tuple[str, str]] = []
     skipped: list[str] = []
@@ -124,6 +127,7 @@ def _consented(
             skipped.append(f"{channel}: not_reachable")
             continue
         block = consent_block(effective_consent(customer, channel, consents.get(channel)).status, request.priority)
+        block = block or blocked.get(channel)
         if block:
             skipped.append(f"{channel}: {block}")
             continue

@@ -2,18 +2,23 @@
 
 A template is stored per (template_id, channel, locale). ``body`` is the text; ``subject`` is for e-mail;
 ``provider_template`` names the provider's approved template (SMS TemplateCode, WeChat template_id) and
-``params`` maps each of its parameters to an expression rendered the same way.
+``params`` maps each of its parameters to an expression rendered the same way. On ``wechat_oa``, ``kind`` says
+which message it is: ``template`` (a template message, service notices only) or ``subscribe`` (a subscribe
+message, which spends one of the customer's one-time consents for that WeChat template); ``page`` is where a
+subscribe message leads, rendered like the body.
 """
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
-from typing import Any
+from typing import Any, Literal
 
 from jinja2 import StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 from scrm_notify.domain.builtin_templates import COPY, SMS_OPT_OUT
+
+MessageKind = Literal["template", "subscribe"]
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 ANY_CHANNEL = "*"
@@ -26,6 +31,8 @@ class TemplateSource:
     subject: str | None = None
     provider_template: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
+    kind: MessageKind = "template"
+    page: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +41,8 @@ class RenderedMessage:
     subject: str | None = None
     provider_template: str | None = None
     params: Mapping[str, str] = field(default_factory=dict)
+    kind: MessageKind = "template"
+    page: str | None = None
 
 
 class TemplateFailure(Exception):
@@ -69,6 +78,8 @@ def render_source(template_id: str, source: TemplateSource, variables: Mapping[s
         subject=_render_one(template_id, "subject", source.subject, variables) if source.subject else None,
         provider_template=source.provider_template,
         params={k: _render_one(template_id, f"params.{k}", v, variables) for k, v in source.params.items()},
+        kind=source.kind,
+        page=_render_one(template_id, "page", source.page, variables) if source.page else None,
     )
 
 

@@ -4,11 +4,12 @@ from typing import Annotated
 
 from fastapi import APIRouter, FastAPI, Path, Query, Request
 from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_kit.errors import InvalidInput, NotFound
 from scrm_kit.runtime import SessionDep, create_app
 from scrm_kit.tenancy import TenantDep
-from scrm_notify.adapters import directory
+from scrm_notify.adapters import directory, subscribe_grants
 from scrm_notify.adapters.orm import CustomerRow, StaffTaskRow, TouchRow
 from scrm_notify.bootstrap import build_runtime
 from scrm_notify.domain.consent import address_of, effective_consent
@@ -21,6 +22,7 @@ from scrm_notify.entrypoints.schemas import (
     ConsentList,
     ConsentOut,
     StatRow,
+    SubscribeGrantOut,
     TaskOut,
     TaskPage,
     TouchOut,
@@ -88,9 +90,26 @@ async def get_consents(customer_id: CustomerId, tenant: TenantDep, session: Sess
                 source=record.source,
                 updated_at=record.occurred_at,
                 reachable=address_of(view, channel) is not None,
+                subscribe_grants=await _subscribe_grants(session, tenant.tenant_id, survivor)
+                if channel == "wechat_oa"
+                else None,
             )
         )
     return ConsentList(customer_id=survivor, items=items)
+
+
+async def _subscribe_grants(session: AsyncSession, tenant_id: str, customer_id: str) -> list[SubscribeGrantOut]:
+    held = await subscribe_grants.held_count(session, tenant_id, customer_id)
+    return [
+        SubscribeGrantOut(
+            wechat_template_id=g.wechat_template_id,
+            unspent=g.unspent,
+            held=held.get(g.wechat_template_id, 0),
+            last_status=g.last_status,
+            answered_at=g.answered_at,
+        )
+        for g in await subscribe_grants.of_customer(session, tenant_id, customer_id)
+    ]
 
 
 @router.put("/customers/{customer_id}/consents/{channel}", response_model=ConsentList)

@@ -108,12 +108,14 @@ def _template_out(row: TemplateRow) -> TemplateOut:
         subject=row.subject,
         provider_template=row.provider_template,
         params=row.params or {},
+        kind="subscribe" if row.kind == "subscribe" else "template",
+        page=row.page,
         updated_at=row.updated_at,
     )
 
 
 def _source(body: TemplateIn) -> TemplateSource:
-    return TemplateSource(body.body, body.subject, body.provider_template, body.params)
+    return TemplateSource(body.body, body.subject, body.provider_template, body.params, body.kind, body.page)
 
 
 @router.put("/templates/{template_id}", response_model=TemplateOut)
@@ -185,4 +187,6 @@ async def preview_template(body: PreviewIn, tenant: TenantDep, session: SessionD
         subject=rendered.subject,
         provider_template=rendered.provider_template,
         params=dict(rendered.params),
+        kind=rendered.kind,
+        page=rendered.page,
     )

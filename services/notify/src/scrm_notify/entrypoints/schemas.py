@@ -60,12 +60,27 @@ class TouchPage(BaseModel):
     items: list[TouchOut]
 
 
+class SubscribeGrantOut(BaseModel):
+    """One-time subscribe consents for one WeChat template: ``unspent`` sends left, ``held`` of them set aside for
+    touches being sent, ``last_status`` the customer's last answer (``accept``, ``reject``, ``ban``) or
+    ``used_up`` when WeChat said none was left."""
+
+    wechat_template_id: str
+    unspent: int
+    held: int
+    last_status: str
+    answered_at: datetime
+
+
 class ConsentOut(BaseModel):
     channel: str
     status: str
     source: str
     updated_at: datetime | None
     reachable: bool
+    subscribe_grants: list[SubscribeGrantOut] | None = Field(
+        default=None, description="wechat_oa only: the customer's one-time subscribe consents per WeChat template"
+    )
 
 
 class ConsentList(BaseModel):
@@ -134,6 +149,14 @@ class TemplateIn(BaseModel):
     subject: str | None = Field(default=None, max_length=500)
     provider_template: str | None = Field(default=None, max_length=200)
     params: dict[str, str] = Field(default_factory=dict)
+    kind: Literal["template", "subscribe"] = Field(
+        default="template",
+        description="On wechat_oa: a template message (service notices only) or a subscribe message (spends one "
+        "of the customer's one-time consents for provider_template; required for marketing touches)",
+    )
+    page: str | None = Field(
+        default=None, max_length=500, description="Where a subscribe message leads (rendered like the body)"
+    )
 
 
 class TemplateOut(TemplateIn):
@@ -184,3 +207,5 @@ class PreviewOut(BaseModel):
     subject: str | None
     provider_template: str | None
     params: dict[str, str]
+    kind: str = "template"
+    page: str | None = None

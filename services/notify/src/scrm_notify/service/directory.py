@@ -1,5 +1,6 @@
 """Consume ``profile.changes.v1`` (group ``notify-profile``): keep the customer directory, apply consent events
-at once, and match delivery receipts back to their touches.
+(and the one-time subscribe consents of ``Subscribe Message Authorized``) at once, and match delivery receipts
+back to their touches.
 
 One transaction per batch; each change's ``event_id`` is claimed in the inbox in the same transaction, so a
 redelivered batch changes nothing.
@@ -26,7 +27,7 @@ from scrm_kit.clock import Clock
 from scrm_kit.errors import InvalidInput
 from scrm_kit.kafka import Record
 from scrm_kit.outbox import claim_new
-from scrm_notify.adapters import directory
+from scrm_notify.adapters import directory, subscribe_grants
 from scrm_notify.adapters.orm import TouchRow, inbox
 from scrm_notify.service import results
 
@@ -84,6 +85,9 @@ class DirectoryConsumer:
             await self._tracked(session, change)
 
     async def _tracked(self, session: AsyncSession, change: EventTracked) -> None:
+        if change.event == SemanticEvent.SUBSCRIBE_MESSAGE_AUTHORIZED:
+            await self._subscribe_answer(session, change)
+            return
         consent = CONSENT_EVENTS.get(change.event)
         if consent is not None:
             channel, status = consent
@@ -102,6 +106,16 @@ class DirectoryConsumer:
         status_of_receipt = RECEIPTS.get(change.event)
         if status_of_receipt is not None:
             await self._receipt(session, change, status_of_receipt)
+
+    async def _subscribe_answer(self, session: AsyncSession, change: EventTracked) -> None:
+        """Profile validated the properties at ingest; a record without them is skipped, not guessed at."""
+        template_id, status = change.properties.get("template_id"), change.properties.get("status")
+        if not isinstance(template_id, str) or not template_id or not isinstance(status, str):
+            logger.warning("subscribe answer without template_id or status", extra={"tenant_id": change.tenant_id})
+            return
+        await subscribe_grants.answer(
+            session, change.tenant_id, change.customer_id, template_id, status, change.occurred_at
+        )
 
     async def _receipt(self, session: AsyncSession, change: EventTracked, status: TouchStatus) -> None:
         touch_key = change.properties.get("touch_key")

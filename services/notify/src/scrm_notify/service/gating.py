@@ -17,13 +17,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import TouchRequest, TouchStatus
 from scrm_kit.outbox import OutgoingRecord, enqueue
-from scrm_notify.adapters import touch_batch
+from scrm_notify.adapters import subscribe_grants, touch_batch
 from scrm_notify.adapters.channels.base import OutboundMessage
 from scrm_notify.adapters.orm import outbox
 from scrm_notify.adapters.touch_batch import GateContext, TouchState
+from scrm_notify.domain import subscribe
 from scrm_notify.domain.consent import CustomerView
 from scrm_notify.domain.gates import Decision, GateRequest, History, decide
-from scrm_notify.domain.templates import TemplateFailure, render_source
+from scrm_notify.domain.templates import TemplateFailure, TemplateSource, render_source
 from scrm_notify.service import results
 from scrm_notify.settings import DeliverySettings
 
@@ -74,6 +75,7 @@ async def gate_batch(
             found = gate(state, request, ctx, effects, now, delivery)
             if found is not None:
                 claimed.append(found)
+        await subscribe_grants.write_holds(session, ctx.grants)
     await touch_batch.write(session, [*also_write, *(state for state, _ in items)])
     await touch_batch.insert_tasks(session, effects.tasks)
     await enqueue(session, outbox, effects.records)
@@ -106,11 +108,33 @@ def gate(
     )
     consents = ctx.consents.get(touch.customer, {}) if view else {}
     history = History(sent=tuple(ctx.history.get(touch.customer, ()))) if view else History()
-    decision = decide(gate_request, view, erased, consents, history, ctx.policy(tenant_id), now)
+    blocked = _official_account_block(touch, request, ctx, view) if subscribe.CHANNEL in configured else None
+    decision = decide(gate_request, view, erased, consents, history, ctx.policy(tenant_id), now, blocked)
     if decision.verdict != "send" or row is None or view is None:
         park(touch, decision, now, effects)
         return None
     return claim(touch, request, ctx, row, view, decision, now, delivery, effects)
+
+
+def _locale(request: TouchRequest, view: CustomerView) -> str | None:
+    return request.variables.get("locale") or view.locale
+
+
+def _wechat_template(touch: TouchState, ctx: GateContext, source: TemplateSource) -> str | None:
+    return subscribe.wechat_template_of(source, ctx.configs[(touch.tenant_id, subscribe.CHANNEL)].settings)
+
+
+def _official_account_block(
+    touch: TouchState, request: TouchRequest, ctx: GateContext, view: CustomerView | None
+) -> dict[str, str] | None:
+    """Whether the message this touch would be on ``wechat_oa`` may go there (see ``domain.subscribe``)."""
+    if view is None:
+        return None
+    source = ctx.template(touch.tenant_id, request.template_id, subscribe.CHANNEL, _locale(request, view))
+    wechat_template = _wechat_template(touch, ctx, source) if source is not None else None
+    left = ctx.grants.left(touch.customer, wechat_template) if wechat_template else 0
+    block = subscribe.channel_block(source, request.priority, wechat_template, left)
+    return {subscribe.CHANNEL: block} if block else None
 
 
 def park(touch: TouchState, decision: Decision, now: datetime, effects: Effects) -> None:
@@ -161,8 +185,7 @@ def claim(
 ) -> Claimed | None:
     channel = decision.channel or ""
     touch.channel = channel
-    locale = request.variables.get("locale") or view.locale
-    source = ctx.template(touch.tenant_id, request.template_id, channel, locale)
+    source = ctx.template(touch.tenant_id, request.template_id, channel, _locale(request, view))
     if source is None:
         fail(touch, "template_missing", f"no template {request.template_id!r} for {channel}", now, effects)
         return None
@@ -179,6 +202,10 @@ def claim(
     if channel == "staff_task":
         _create_task(touch, request, decision.address or "", message.text, now, delivery, effects)
         return None
+    if channel == subscribe.CHANNEL and message.kind == "subscribe":
+        wechat_template = _wechat_template(touch, ctx, source)
+        assert wechat_template is not None  # the gate passed only with a grant for it
+        ctx.grants.hold(touch.customer, touch.touch_key, wechat_template, now)
     touch.status = "sending"
     touch.due_at = now + timedelta(seconds=delivery.send_lease_seconds)
     outbound = OutboundMessage(

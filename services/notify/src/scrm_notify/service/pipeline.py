@@ -30,7 +30,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import TouchRequest
 from scrm_kit.clock import Clock
-from scrm_notify.adapters import touch_batch, touches
+from scrm_notify.adapters import subscribe_grants, touch_batch, touches
 from scrm_notify.adapters.channels.base import ChannelAdapter
 from scrm_notify.adapters.orm import TouchRow
 from scrm_notify.adapters.touch_batch import TouchState
@@ -137,16 +137,22 @@ class Pipeline:
             effects = Effects()
             interrupted: list[TouchState] = []
             items: list[tuple[TouchState, TouchRequest]] = []
+            # Subscribe messages (they hold a grant) are not deduplicated by WeChat, unlike its template messages.
+            mid_send = [t.key for t in woken if t.status == "sending"]
+            undeduped = await subscribe_grants.holding(session, mid_send)
             for touch in woken:
                 if touch.request is None:
                     continue
-                if touch.status == "sending" and not getattr(self._adapters.get(touch.channel or ""), "dedupes", False):
+                dedupes = getattr(self._adapters.get(touch.channel or ""), "dedupes", False)
+                if touch.status == "sending" and (touch.key in undeduped or not dedupes):
                     reason = "interrupted while sending; not retried to avoid a second message"
                     gating.fail(touch, "outcome_unknown", reason, now, effects)
                     interrupted.append(touch)
                     continue
                 touch.status, touch.sent_at, touch.updated_at = "retrying", None, now
                 items.append((touch, TouchRequest.model_validate(touch.request)))
+            released = [t.key for t in interrupted if t.key in undeduped]
+            await subscribe_grants.settle(session, spent=[], released=released, used_up=[], now=now)
             return await gating.gate_batch(session, items, now, self._delivery, effects, interrupted)
 
     async def _retry_deadlock(self, work: Callable[[], Awaitable[T]]) -> T:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scrm_contracts import TouchStatus, record_key
 from scrm_kit.clock import Clock
 from scrm_kit.outbox import OutgoingRecord, enqueue
-from scrm_notify.adapters import directory, touch_batch
+from scrm_notify.adapters import directory, subscribe_grants, touch_batch
 from scrm_notify.adapters.orm import outbox
 from scrm_notify.adapters.touch_batch import TouchState
 from scrm_notify.domain.delivery import SendOutcome, backoff
@@ -49,6 +49,7 @@ async def settle(
         effects = Effects()
         revoked: list[tuple[TouchState, str]] = []
         changed: list[TouchState] = []
+        grants = _GrantSettlement()
         for item in settlements:
             touch = held.get((item.claimed.tenant_id, item.claimed.touch_key))
             if touch is None or not _still_ours(touch, item.outcome):
@@ -60,12 +61,37 @@ async def settle(
             if item.outcome.kind == "permanent" and item.outcome.revoke and touch.channel:
                 revoked.append((touch, item.outcome.revoke))
             changed.append(touch)
+            if item.claimed.outbound.message.kind == "subscribe":
+                grants.add(touch, item.outcome)
         await touch_batch.write(session, changed)
+        if grants:
+            await subscribe_grants.settle(session, grants.spent, grants.released, grants.used_up, now)
         for touch, status in revoked:
             await directory.record_consent(
                 session, touch.tenant_id, touch.customer_id, touch.channel or "", status, "provider", now
             )
         await enqueue(session, outbox, effects.records)
+
+
+class _GrantSettlement:
+    """What the batch's subscribe messages do to their holds: sent spends one; ended unsent releases it (43101
+    also clears the customer's grants for that template); waiting to be retried keeps it."""
+
+    def __init__(self) -> None:
+        self.spent: list[tuple[str, str]] = []
+        self.released: list[tuple[str, str]] = []
+        self.used_up: list[tuple[str, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self.spent or self.released or self.used_up)
+
+    def add(self, touch: TouchState, outcome: SendOutcome) -> None:
+        if touch.status == "sent":
+            self.spent.append(touch.key)
+        elif outcome.consent_used_up:
+            self.used_up.append(touch.key)
+        elif touch.status == "failed":
+            self.released.append(touch.key)
 
 
 def _still_ours(touch: TouchState, outcome: SendOutcome) -> bool:

@@ -28,7 +28,11 @@ from scrm_notify.domain.templates import render_source as render
 def validate(channel: str, source: TemplateSource) -> None:
     if channel != ANY_CHANNEL and channel not in CHANNELS:
         raise InvalidInput(f"unknown channel {channel!r}; one of *, {', '.join(CHANNELS)}", field="channel")
-    parts = {"body": source.body, "subject": source.subject or ""} | {
+    if source.kind == "subscribe" and channel != "wechat_oa":
+        raise InvalidInput("subscribe messages are sent on channel wechat_oa only", field="kind")
+    if source.page and source.kind != "subscribe":
+        raise InvalidInput("page is for subscribe messages (kind subscribe) only", field="page")
+    parts = {"body": source.body, "subject": source.subject or "", "page": source.page or ""} | {
         f"params.{k}": v for k, v in source.params.items()
     }
     for name, text in parts.items():
@@ -51,6 +55,8 @@ async def save(
         "subject": source.subject,
         "provider_template": source.provider_template,
         "params": dict(source.params),
+        "kind": source.kind,
+        "page": source.page,
     }
     async with sessions() as session, session.begin():
         await session.execute(

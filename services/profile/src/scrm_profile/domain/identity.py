@@ -34,6 +34,7 @@ _PROPERTY_EVENTS = {
     "WeCom Group Left",
     "Official Account Subscribed",
     "Official Account Unsubscribed",
+    "Subscribe Message Authorized",
     "SMS Unsubscribed",
     "Email Unsubscribed",
 }

@@ -7,14 +7,20 @@ about half of notify's CPU per touch. This transport checks only the connection 
 with one syscall, and is driven by asyncio callbacks. The adapters still speak httpx (requests, responses,
 timeouts, exceptions), so ``transport_outcome`` classifies failures the same way: a failure to connect is
 ``ConnectError``/``ConnectTimeout``/``PoolTimeout`` (never sent); a failure after the request went out is
-``ReadTimeout``/``RemoteProtocolError`` (maybe sent). Environment proxies are not used.
+``ReadTimeout``/``RemoteProtocolError`` (maybe sent).
+
+This transport speaks only directly to the origin. Where the environment names a proxy for a URL
+(``HTTP_PROXY``, ``HTTPS_PROXY``, ``ALL_PROXY``, lower case too, minus the hosts ``NO_PROXY`` exempts), that
+request goes through httpx's standard transport and the proxy instead (``ProxyRouter``).
 """
 
 import asyncio
 import select
 import ssl
 import time
+import urllib.request
 from collections import deque
+from collections.abc import Mapping
 
 import httptools
 import httpx
@@ -192,6 +198,51 @@ class LeanTransport(httpx.AsyncBaseTransport):
                 idle.pop().close()
 
 
+class ProxyRouter(httpx.AsyncBaseTransport):
+    """Each request to the lean transport, unless the environment's proxy settings send its origin through a proxy:
+    then to httpx's standard transport for that proxy (one per proxy URL, sharing the connection limit's size)."""
+
+    def __init__(self, direct: LeanTransport, proxies: Mapping[str, str], max_connections: int) -> None:
+        self._direct = direct
+        self._proxies = dict(proxies)
+        self._max_connections = max_connections
+        self._via: dict[tuple[str, str], httpx.AsyncBaseTransport | None] = {}
+        self._proxied: dict[str, httpx.AsyncHTTPTransport] = {}
+
+    def proxy_for(self, url: httpx.URL) -> str | None:
+        """The proxy URL the environment names for this URL, or None (no proxy, or its host is in NO_PROXY)."""
+        proxy = self._proxies.get(url.scheme) or self._proxies.get("all")
+        if not proxy:
+            return None
+        host = url.host if url.port is None else f"{url.host}:{url.port}"
+        return None if urllib.request.proxy_bypass(host) else proxy
+
+    def _transport(self, url: httpx.URL) -> httpx.AsyncBaseTransport:
+        key = (url.scheme, url.netloc.decode("ascii"))
+        if key not in self._via:
+            proxy = self.proxy_for(url)
+            if proxy is None:
+                self._via[key] = None
+            else:
+                if proxy not in self._proxied:
+                    limits = httpx.Limits(max_connections=self._max_connections)
+                    self._proxied[proxy] = httpx.AsyncHTTPTransport(proxy=proxy, limits=limits, trust_env=True)
+                self._via[key] = self._proxied[proxy]
+        return self._via[key] or self._direct
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self._transport(request.url).handle_async_request(request)
+
+    async def aclose(self) -> None:
+        await self._direct.aclose()
+        for transport in self._proxied.values():
+            await transport.aclose()
+
+
 def build_client(concurrency: int, timeout: float) -> httpx.AsyncClient:
-    """One client for all adapters, with ``2 * concurrency`` connections at most."""
-    return httpx.AsyncClient(timeout=timeout, transport=LeanTransport(2 * concurrency))
+    """One client for all adapters, with ``2 * concurrency`` connections at most (per route: direct or a proxy);
+    the environment's proxy settings, read now, decide which requests go through a proxy."""
+    direct = LeanTransport(2 * concurrency)
+    proxies = {scheme: url for scheme, url in urllib.request.getproxies().items() if scheme in ("http", "https", "all")}
+    transport: httpx.AsyncBaseTransport = ProxyRouter(direct, proxies, 2 * concurrency) if proxies else direct
+    return httpx.AsyncClient(timeout=timeout, transport=transport)

@@ -1,15 +1,19 @@
-"""WeChat official account template messages (``message/template/send``), token from ``stable_token`` (safe when
-several workers share one app: it does not invalidate tokens other instances hold).
+"""WeChat official account template messages (``message/template/send``) and subscribe messages
+(``message/subscribe/bizsend``, for a template of kind ``subscribe``: each spends one of the customer's one-time
+consents for that WeChat template), token from ``stable_token`` (safe when several workers share one app: it
+does not invalidate tokens other instances hold).
 
 Error codes (errcode) into the outcome tree::
 
     retryable   -1 (busy)
     refresh     40001, 40014, 42001: refresh once and retry
     deferred    45009 (daily quota): the next day
-    permanent   43004 (not following: revokes), 43101 (refused), 40003 (bad openid), any unknown code
+    permanent   43004 (not following: revokes), 43101 (refused; for a subscribe message: no one-time consent
+                left, which clears the customer's grants for the template), 40003 (bad openid), any unknown code
     config      40037 (bad template id), 47003 (template data), 41030 (bad page)
 
-``client_msg_id`` carries our touch key, so WeChat dedupes a retried request.
+A template message's ``client_msg_id`` carries our touch key, so WeChat dedupes a retried request. ``bizsend``
+takes no such key: a subscribe message whose answer was lost after the request went out is not sent again.
 """
 
 from typing import Any
@@ -58,16 +62,23 @@ class WeChatOfficialAccountAdapter:
             return SendOutcome("config", reason)
         return SendOutcome("permanent", reason, revoke="unsubscribed" if errcode == 43004 else None)
 
+    def _request(self, outbound: OutboundMessage, template_id: Any) -> tuple[str, dict[str, Any]]:
+        """The API path and body of this message: a subscribe message or a template message."""
+        message = outbound.message
+        body: dict[str, Any] = {"touser": outbound.address, "template_id": template_id}
+        data = {k: {"value": v} for k, v in (message.params or {"content": message.text}).items()}
+        if message.kind == "subscribe":
+            if message.page:
+                body["page"] = message.page
+            return "message/subscribe/bizsend", {**body, "data": data}
+        return "message/template/send", {**body, "client_msg_id": outbound.touch_key, "data": data}
+
     async def send(self, outbound: OutboundMessage) -> SendOutcome:
         message = outbound.message
+        subscribe = message.kind == "subscribe"
         # The shop's template names the approved WeChat template; else the channel's default ``template_id``.
         template_id = message.provider_template or outbound.credentials.settings.get("template_id")
-        body: dict[str, Any] = {
-            "touser": outbound.address,
-            "template_id": template_id,
-            "client_msg_id": outbound.touch_key,
-            "data": {k: {"value": v} for k, v in (message.params or {"content": message.text}).items()},
-        }
+        path, body = self._request(outbound, template_id)
         try:
             appid = outbound.credentials.require("appid")
             key = (self._base, appid, outbound.credentials.secret)
@@ -77,9 +88,7 @@ class WeChatOfficialAccountAdapter:
             for _ in range(2):
                 token = await self._tokens.get(key, lambda: self._fetch(appid, outbound.credentials.secret), stale)
                 answer = (
-                    await self._client.post(
-                        f"{self._base}/message/template/send", params={"access_token": token}, json=body
-                    )
+                    await self._client.post(f"{self._base}/{path}", params={"access_token": token}, json=body)
                 ).json()
                 if answer.get("errcode", 0) not in REFRESH:
                     break
@@ -87,8 +96,13 @@ class WeChatOfficialAccountAdapter:
         except MissingSetting as exc:
             return SendOutcome("config", f"wechat_oa: {exc} is missing")
         except httpx.HTTPError as exc:
-            return transport_outcome(exc, "wechat_oa", dedupes=True)
+            return transport_outcome(exc, "wechat_oa", dedupes=not subscribe)
         errcode = int(answer.get("errcode", 0))
         if errcode != 0:
-            return self.classify(errcode, str(answer.get("errmsg", "")))
-        return SendOutcome.ok(str(answer.get("msgid")))
+            outcome = self.classify(errcode, str(answer.get("errmsg", "")))
+            if subscribe and errcode == 43101:
+                reason = f"{outcome.reason} (no one-time subscribe consent left for WeChat template {template_id})"
+                return SendOutcome("permanent", reason, consent_used_up=True)
+            return outcome
+        msgid = answer.get("msgid")
+        return SendOutcome.ok(str(msgid) if msgid is not None else None)
