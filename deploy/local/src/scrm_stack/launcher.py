@@ -102,10 +102,11 @@ class Stack:
                 "SCRM_DB__URL": self.postgres.url,
                 "SCRM_KAFKA__BOOTSTRAP_SERVERS": self.kafka.bootstrap,
                 "SCRM_KAFKA__ENABLE_IDEMPOTENCE": "true" if self.kafka.supports_idempotence else "false",
-                # journey checks template ids against notify's API (always this stack's, on whatever port it has)
-                "SCRM_NOTIFY_URL": self.url("notify"),
             }
         )
+        if "notify" in self.config.service_ports:
+            # journey checks template ids against notify's API (always this stack's, on whatever port it has)
+            env["SCRM_NOTIFY_URL"] = self.url("notify")
         return env
 
     def create_tenant(self, name: str) -> dict[str, str]:
