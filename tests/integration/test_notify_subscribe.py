@@ -12,7 +12,7 @@ from scrm_kit.errors import InvalidInput
 from scrm_notify.adapters import subscribe_grants
 from scrm_notify.domain.templates import TemplateSource
 from scrm_notify.service import templates
-from tests.conftest import free_port
+from scrm_stack.launcher import free_port
 from tests.fakes.notify_providers import FakeProviders, Step, serve
 from tests.integration.notify_harness import NotifyHarness, harness
 
