@@ -8,8 +8,9 @@ Starts its own PostgreSQL and Kafka (free ports, a temporary state folder) and t
            them), on the same two cores
   track    POST /v1/track at a fixed arrival rate (open loop): p50/p99 latency and the rate achieved
   import   `scrm import orders` of a CSV file: orders per second
-Each phase runs R times; the table shows medians. The load generator runs on the same 2 cores as the server and
-the broker, so the figures are a floor, not a ceiling. Writes bench/results/ingest_throughput.json.
+After a short warm-up, each phase runs R times; the table shows medians. The load generator runs on the same 2
+cores as the server and the broker, so the figures are a floor, not a ceiling.
+Writes bench/results/ingest_throughput.json.
 
 Run from the workspace root:  .venv/bin/python bench/ingest_throughput.py [--events N] [--repeats R]
 """
@@ -140,6 +141,9 @@ def main() -> None:
     runs: dict[str, list[Any]] = {"raw": [], "batch": [], "batch_x2": [], "track": [], "import": []}
     replicas = [url, stack.url("ingest.2")]
     try:
+        # Warm-up, not measured: connections, the tenant and key caches, the broker's first segments.
+        asyncio.run(raw_producer(stack.kafka.bootstrap, 20_000))
+        asyncio.run(batch_api(replicas, tenant["write_key"], 20_000, args.concurrency))
         for _ in range(args.repeats):
             runs["raw"].append(asyncio.run(raw_producer(stack.kafka.bootstrap, args.events)))
             runs["batch"].append(asyncio.run(batch_api([url], tenant["write_key"], args.events, args.concurrency)))
