@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,6 +54,7 @@ class FakeProviders:
         self.webhook_duplicates = 0
         self.webhook_delay = 0.0
         self._ids = itertools.count(1)
+        self._run = uuid.uuid4().hex[:8]
         # WeCom mass messages: msgid -> (sender, recipients); each recipient's status (0 until a test sets it).
         self.wecom_mass: dict[str, tuple[str, list[str]]] = {}
         self.wecom_recipient_status: dict[str, int] = {}
@@ -92,7 +94,7 @@ class FakeProviders:
         return code
 
     def _mass_message(self, body: dict[str, Any]) -> dict[str, Any]:
-        msgid = f"msg-{next(self._ids)}"
+        msgid = f"msg-{self._run}-{next(self._ids)}"  # unique across fakes: databases outlive them
         self.wecom_mass[msgid] = (str(body.get("sender") or ""), list(body.get("external_userid") or []))
         return {"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": msgid}
 

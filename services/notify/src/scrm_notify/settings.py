@@ -68,7 +68,11 @@ class WeComSettings(BaseModel):
     welcome_group: str = Field(default="notify-welcome", description="Consumer group reading events.v1 for welcomes")
     welcome_template_id: str = Field(default="wecom_welcome", description="Template id of the welcome message")
     welcome_window_seconds: float = Field(default=20.0, gt=0, description="How long a WelcomeCode is valid")
-    welcome_concurrency: int = Field(default=32, ge=1, description="Welcome messages sent at once per replica")
+    welcome_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Welcome messages sent at once per replica (each holds a pooled connection briefly)",
+    )
 
 
 class Settings(ServiceSettings):

@@ -91,7 +91,11 @@ class WelcomeConsumer:
             async with limit:
                 await self.welcome(event)
 
-        await asyncio.gather(*(one(e) for e in events))
+        # Every welcome of the batch finishes (sent and settled) before a failure is raised for a retry of the batch.
+        outcomes = await asyncio.gather(*(one(e) for e in events), return_exceptions=True)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def welcome(self, event: TrackedEvent) -> None:
         """Decide, record, send and settle the welcome for one contact-added event (each at most once)."""
