@@ -10,6 +10,8 @@ import base64
 import hashlib
 import hmac
 import itertools
+import time
+import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +56,16 @@ class FakeProviders:
         # One-time subscribe consents WeChat holds per (openid, WeChat template id): accept adds, bizsend spends.
         self.oa_consents: dict[tuple[str, str], int] = defaultdict(int)
         self._ids = itertools.count(1)
+        self._run = uuid.uuid4().hex[:8]
+        # WeCom mass messages: msgid -> (sender, recipients); each recipient's status (0 until a test sets it).
+        self.wecom_mass: dict[str, tuple[str, list[str]]] = {}
+        self.wecom_recipient_status: dict[str, int] = {}
+        # WeCom welcome codes: code -> issued at (monotonic); used codes; the validity window.
+        self.welcome_codes: dict[str, float] = {}
+        self.welcome_used: set[str] = set()
+        self.welcome_valid_seconds = 20.0
+        self.welcomed: list[dict[str, Any]] = []
+        self.wecom_send_time: int | None = None  # unix seconds WeCom reports as send_time (omitted when None)
         self.app = self._build()
 
     def fail_next(self, provider: str, *steps: Step) -> None:
@@ -75,6 +87,66 @@ class FakeProviders:
 
     def expire_tokens(self) -> None:
         self.tokens.clear()
+
+    def mass_status(self, external_userid: str, status: int) -> None:
+        """What WeCom will report for this recipient of any mass message (0 not sent, 1 sent, 2 not a friend, 3
+        over quota); the sender's task counts as sent once a recipient's status is not 0."""
+        self.wecom_recipient_status[external_userid] = status
+
+    def welcome_code(self) -> str:
+        """A WelcomeCode as WeCom puts in an add_external_contact callback: valid for a while, usable once."""
+        code = f"wc-{next(self._ids)}"
+        self.welcome_codes[code] = time.monotonic()
+        return code
+
+    def _mass_message(self, body: dict[str, Any]) -> dict[str, Any]:
+        msgid = f"msg-{self._run}-{next(self._ids)}"  # unique across fakes: databases outlive them
+        self.wecom_mass[msgid] = (str(body.get("sender") or ""), list(body.get("external_userid") or []))
+        return {"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": msgid}
+
+    def _page(self, items: list[dict[str, Any]], body: dict[str, Any], key: str) -> dict[str, Any]:
+        limit = min(int(body.get("limit") or 500), 1000)
+        start = int(body.get("cursor") or 0)
+        page = items[start : start + limit]
+        more = start + limit < len(items)
+        return {"errcode": 0, "errmsg": "ok", "next_cursor": str(start + limit) if more else "", key: page}
+
+    def _group_task(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("msgid") not in self.wecom_mass:
+            return {"errcode": 41063, "errmsg": "invalid msgid"}
+        sender, recipients = self.wecom_mass[body["msgid"]]
+        sent = any(self.wecom_recipient_status.get(r, 0) for r in recipients)
+        when = {"send_time": self.wecom_send_time} if sent and self.wecom_send_time else {}
+        task = {"userid": sender, "status": 2 if sent else 0, **when}
+        return self._page([task], body, "task_list")
+
+    def _send_result(self, body: dict[str, Any]) -> dict[str, Any]:
+        if body.get("msgid") not in self.wecom_mass:
+            return {"errcode": 41063, "errmsg": "invalid msgid"}
+        sender, recipients = self.wecom_mass[body["msgid"]]
+        if body.get("userid") != sender:
+            return self._page([], body, "send_list")
+        sends = []
+        for recipient in recipients:
+            status = self.wecom_recipient_status.get(recipient, 0)
+            sends.append(
+                {"external_userid": recipient, "userid": sender, "status": status}
+                | ({"send_time": self.wecom_send_time} if status == 1 and self.wecom_send_time else {})
+            )
+        return self._page(sends, body, "send_list")
+
+    def _welcome(self, body: dict[str, Any]) -> dict[str, Any]:
+        code = str(body.get("welcome_code") or "")
+        issued = self.welcome_codes.get(code)
+        if issued is None or time.monotonic() - issued > self.welcome_valid_seconds:
+            return {"errcode": 41050, "errmsg": "invalid welcome_code"}
+        if code in self.welcome_used:
+            return {"errcode": 41051, "errmsg": "welcome_code already used or customer is chatting"}
+        if not (body.get("text") or {}).get("content") and not body.get("attachments"):
+            return {"errcode": 41048, "errmsg": "empty welcome message"}
+        self.welcome_used.add(code)
+        self.welcomed.append(body)
+        return {"errcode": 0, "errmsg": "ok"}
 
     def _token(self) -> dict[str, Any]:
         token = f"tok-{next(self._ids)}"
@@ -107,7 +179,13 @@ class FakeProviders:
                 return {"errcode": step.code, "errmsg": "scripted"}
             if path == "message/send":
                 return {"errcode": 0, "errmsg": "ok", "invaliduser": "", "msgid": f"app-{next(self._ids)}"}
-            return {"errcode": 0, "errmsg": "ok", "fail_list": [], "msgid": f"msg-{next(self._ids)}"}
+            if path == "externalcontact/get_groupmsg_task":
+                return self._group_task(body)
+            if path == "externalcontact/get_groupmsg_send_result":
+                return self._send_result(body)
+            if path == "externalcontact/send_welcome_msg":
+                return self._welcome(body)
+            return self._mass_message(body)
 
     def _wechat(self, app: FastAPI) -> None:
         @app.post("/wechat/stable_token")

@@ -24,17 +24,20 @@ from scrm_contracts import (
     StaffTaskSpec,
     Topic,
     TouchRequest,
+    TrackedEvent,
 )
 from scrm_kit.clock import FixedClock
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.settings import DbSettings
 from scrm_notify.adapters.channels.http import build_client
 from scrm_notify.adapters.orm import StaffTaskRow, TouchRow
-from scrm_notify.bootstrap import build_pipeline
+from scrm_notify.bootstrap import build_adapters, build_pipeline, wecom_adapter
 from scrm_notify.service import channels
 from scrm_notify.service.directory import DirectoryConsumer
 from scrm_notify.service.pipeline import Pipeline
-from scrm_notify.settings import DeliverySettings, ProviderUrls, Settings
+from scrm_notify.service.wecom_results import WeComResults
+from scrm_notify.service.welcome import WelcomeConsumer
+from scrm_notify.settings import DeliverySettings, ProviderUrls, Settings, WeComSettings
 from tests.fakes.notify_providers import SECRET
 
 EPOCH = datetime(2031, 3, 4, 4, 0, tzinfo=UTC)  # 12:00 in Shanghai
@@ -47,7 +50,13 @@ def as_record(topic: str, value: bytes) -> ConsumerRecord[bytes, bytes]:
 
 
 class NotifyHarness:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], fake_url: str, **delivery: Any) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        fake_url: str,
+        wecom: WeComSettings | None = None,
+        **delivery: Any,
+    ) -> None:
         self.sessions = sessions
         self.clock = FixedClock(EPOCH)
         self.fake_url = fake_url
@@ -61,11 +70,15 @@ class NotifyHarness:
                 sendgrid=f"{fake_url}/sendgrid",
             ),
             delivery=DeliverySettings(**delivery),
+            wecom=wecom or WeComSettings(),
         )
         # The service's own HTTP client (its transport), with a short timeout for the slow-provider tests.
         self.client = build_client(self.settings.delivery.concurrency, 2.0)
-        self.pipeline: Pipeline = build_pipeline(sessions, self.client, self.clock, self.settings)
+        adapters = build_adapters(self.client, self.clock, self.settings)
+        self.pipeline: Pipeline = build_pipeline(sessions, self.client, self.clock, self.settings, adapters)
         self.directory = DirectoryConsumer(sessions, self.clock)
+        self.wecom_results = WeComResults(sessions, wecom_adapter(adapters), self.clock, self.settings.wecom)
+        self.welcome = WelcomeConsumer(sessions, wecom_adapter(adapters), self.clock, self.settings.wecom)
 
     async def change(self, *changes: ProfileChange) -> None:
         await self.directory([as_record(Topic.PROFILE_CHANGES.value, c.to_wire()) for c in changes])
@@ -125,6 +138,26 @@ class NotifyHarness:
     async def send(self, *requests: TouchRequest) -> None:
         await self.pipeline.handle(list(requests))
 
+    def contact_added(
+        self, external_userid: str, welcome_code: str, staff_id: str = "zhang", age: timedelta = timedelta(0)
+    ) -> TrackedEvent:
+        """A ``WeCom Contact Added`` as ingest publishes it on events.v1 (received ``age`` before now)."""
+        return TrackedEvent(
+            event_id=f"wecom:{uuid.uuid4().hex[:16]}",
+            tenant_id=self.tenant_id,
+            type="track",
+            event="WeCom Contact Added",
+            anonymous_id=f"wecom:{external_userid}",
+            occurred_at=self.clock.now() - age,
+            received_at=self.clock.now() - age,
+            properties={"staff_id": staff_id, "external_userid": external_userid, "welcome_code": welcome_code},
+            context={"traits": {"wecom_external_userid": external_userid}},
+        )
+
+    async def events(self, *events: TrackedEvent) -> None:
+        """Hand events.v1 records to the welcome consumer, as its consumer group would."""
+        await self.welcome([as_record(Topic.EVENTS.value, e.to_wire()) for e in events])
+
     async def tick(self, advance: timedelta = timedelta(0)) -> int:
         self.clock.advance(advance)
         return await self.pipeline.resume()
@@ -153,9 +186,11 @@ class NotifyHarness:
             return (await session.execute(text(statement), params)).all()
 
 
-async def harness(db_url: str, fake_url: str, **delivery: Any) -> AsyncIterator[NotifyHarness]:
+async def harness(
+    db_url: str, fake_url: str, wecom: WeComSettings | None = None, **delivery: Any
+) -> AsyncIterator[NotifyHarness]:
     engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
-    h = NotifyHarness(build_sessionmaker(engine), fake_url, **delivery)
+    h = NotifyHarness(build_sessionmaker(engine), fake_url, wecom, **delivery)
     try:
         yield h
     finally:

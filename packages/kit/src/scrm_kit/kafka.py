@@ -244,6 +244,7 @@ class ConsumerRunner:
         combine_partitions: bool = False,
         dead_letter_topic: str | None = None,
         fetch_max_wait_ms: int = 500,
+        auto_offset_reset: str = "earliest",
     ) -> None:
         self.group = group
         self.topics = list(topics)
@@ -261,6 +262,8 @@ class ConsumerRunner:
         # leaves out partitions whose records are still being handled: a long wait on quiet partitions delays
         # the next records of busy ones by up to this much. Latency-sensitive consumers set it low.
         self._fetch_max_wait_ms = fetch_max_wait_ms
+        # Where a group without committed offsets starts: "latest" for consumers whose work is worthless late.
+        self._auto_offset_reset = auto_offset_reset
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -274,7 +277,7 @@ class ConsumerRunner:
             group_id=self.group,
             client_id=f"{self._settings.client_id}-{self.group}",
             enable_auto_commit=False,
-            auto_offset_reset="earliest",
+            auto_offset_reset=self._auto_offset_reset,
             isolation_level="read_committed",
             session_timeout_ms=self._settings.session_timeout_ms,
             request_timeout_ms=max(self._settings.request_timeout_ms, self._settings.session_timeout_ms + 5000),

@@ -24,6 +24,8 @@ from scrm_notify.service.consume import NotifyConsumer
 from scrm_notify.service.directory import DirectoryConsumer
 from scrm_notify.service.pipeline import Pipeline
 from scrm_notify.service.tasks import TaskService
+from scrm_notify.service.wecom_results import WeComResults
+from scrm_notify.service.welcome import WelcomeConsumer
 from scrm_notify.settings import Settings
 
 
@@ -42,10 +44,20 @@ def build_adapters(client: httpx.AsyncClient, clock: Clock, settings: Settings) 
 
 
 def build_pipeline(
-    sessions: async_sessionmaker[AsyncSession], client: httpx.AsyncClient, clock: Clock, settings: Settings
+    sessions: async_sessionmaker[AsyncSession],
+    client: httpx.AsyncClient,
+    clock: Clock,
+    settings: Settings,
+    adapters: dict[str, ChannelAdapter] | None = None,
 ) -> Pipeline:
-    adapters = build_adapters(client, clock, settings)
-    return Pipeline(sessions, adapters, clock, settings.delivery, dlq_topic(settings.consumer_group))
+    adapters = adapters or build_adapters(client, clock, settings)
+    return Pipeline(sessions, adapters, clock, settings.delivery, dlq_topic(settings.consumer_group), settings.wecom)
+
+
+def wecom_adapter(adapters: dict[str, ChannelAdapter]) -> WeComAdapter:
+    adapter = adapters["wecom"]
+    assert isinstance(adapter, WeComAdapter)
+    return adapter
 
 
 def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
@@ -59,7 +71,9 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
     )
     client = build_client(settings.delivery.concurrency, settings.delivery.http_timeout_seconds)
     runtime.on_stop.append(client.aclose)
-    pipeline = build_pipeline(sessions, client, clock, settings)
+    adapters = build_adapters(client, clock, settings)
+    pipeline = build_pipeline(sessions, client, clock, settings, adapters)
+    wecom = wecom_adapter(adapters)
     if "consumer" in settings.roles:
         runtime.workers += [
             ConsumerRunner(
@@ -78,12 +92,30 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
                 producer=producer,
                 dead_letter_topic=dlq_topic(settings.consumer_group),
             ),
+            # Welcome codes live 20 seconds: read events.v1 directly, not behind profile, and start a new group at
+            # the end of the topic (a code from before it started is worthless).
+            ConsumerRunner(
+                settings=settings.kafka,
+                group=settings.wecom.welcome_group,
+                topics=[Topic.EVENTS.value],
+                handler=WelcomeConsumer(sessions, wecom, clock, settings.wecom),
+                producer=producer,
+                dead_letter_topic=dlq_topic(settings.consumer_group),
+                fetch_max_wait_ms=50,
+                auto_offset_reset="latest",
+            ),
         ]
     if "scheduler" in settings.roles:
         tasks = TaskService(sessions, clock)
         runtime.workers += [
             Periodic("notify-due-touches", pipeline.resume, settings.scheduler_interval_seconds, 200),
             Periodic("notify-task-expiry", tasks.expire_due, 30.0, 200),
+            Periodic(
+                "notify-wecom-results",
+                WeComResults(sessions, wecom, clock, settings.wecom).poll,
+                settings.wecom.result_poll_interval_seconds,
+                settings.wecom.result_poll_batch,
+            ),
         ]
     if "consumer" in settings.roles or "scheduler" in settings.roles:
         runtime.workers.append(OutboxRelay(sessions, outbox, producer))

@@ -50,6 +50,31 @@ class DeliverySettings(BaseModel):
         return self
 
 
+class WeComSettings(BaseModel):
+    """WeCom's second phase (reading mass-message results back) and the welcome-message fast path."""
+
+    result_poll_seconds: list[float] = Field(
+        default_factory=lambda: [60.0, 300.0, 1800.0, 3600.0],
+        min_length=1,
+        description="Delay before each read of a mass message's results; the last one repeats",
+    )
+    result_give_up_hours: float = Field(
+        default=72.0, gt=0, description="A recipient still 'not sent' this long after the task was created is failed"
+    )
+    result_page_size: int = Field(default=500, ge=1, le=1000, description="limit of each paged results read")
+    result_poll_batch: int = Field(default=100, ge=1, description="Touches claimed per poll")
+    result_lease_seconds: float = Field(default=120.0, gt=0, description="How long a claimed poll is ours")
+    result_poll_interval_seconds: float = Field(default=5.0, gt=0, description="How often the poller looks")
+    welcome_group: str = Field(default="notify-welcome", description="Consumer group reading events.v1 for welcomes")
+    welcome_template_id: str = Field(default="wecom_welcome", description="Template id of the welcome message")
+    welcome_window_seconds: float = Field(default=20.0, gt=0, description="How long a WelcomeCode is valid")
+    welcome_concurrency: int = Field(
+        default=8,
+        ge=1,
+        description="Welcome messages sent at once per replica (each holds a pooled connection briefly)",
+    )
+
+
 class Settings(ServiceSettings):
     """Notify service settings (``SCRM_*`` environment variables)."""
 
@@ -60,3 +85,4 @@ class Settings(ServiceSettings):
     scheduler_interval_seconds: float = 1.0
     providers: ProviderUrls = Field(default_factory=ProviderUrls)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
+    wecom: WeComSettings = Field(default_factory=WeComSettings)

@@ -3,7 +3,7 @@
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -18,10 +18,14 @@ from scrm_notify.adapters.orm import (
     SubscribeGrantRow,
     SubscribeHoldRow,
     TouchRow,
+    WeComMassCheckRow,
+    WeComQuotaHoldRow,
 )
 from scrm_notify.domain.consent import ConsentRecord, CustomerView
 
 NEGATIVE = ("unsubscribed", "blocked")
+# Touches recorded before notify knew the customer (a WeCom welcome) carry this id until their first snapshot.
+PROVISIONAL_WECOM = "wecom:"
 
 
 def _row_values(change: CustomerUpdated) -> dict[str, Any]:
@@ -61,11 +65,32 @@ async def apply_snapshot(session: AsyncSession, change: CustomerUpdated) -> bool
         set_={k: stmt.excluded[k] for k in values if k not in ("tenant_id", "customer_id")},
         where=CustomerRow.version < stmt.excluded.version,
     ).returning(CustomerRow.customer_id)
-    return (await session.execute(stmt)).first() is not None
+    stored = (await session.execute(stmt)).first() is not None
+    external_userid = values["wecom_external_userid"]
+    if stored and external_userid:
+        await session.execute(
+            update(TouchRow)
+            .where(TouchRow.tenant_id == change.tenant_id, TouchRow.customer_id == PROVISIONAL_WECOM + external_userid)
+            .values(customer_id=change.customer_id)
+        )
+    return stored
 
 
 async def erase(session: AsyncSession, tenant_id: str, customer_id: str, at: datetime) -> None:
     """Remove everything notify holds about the customer; keep only a tombstone without personal data."""
+    external_userid = (
+        await session.execute(
+            select(CustomerRow.wecom_external_userid).where(
+                CustomerRow.tenant_id == tenant_id, CustomerRow.customer_id == customer_id
+            )
+        )
+    ).scalar_one_or_none()
+    if external_userid:
+        await session.execute(
+            delete(TouchRow).where(
+                TouchRow.tenant_id == tenant_id, TouchRow.customer_id == PROVISIONAL_WECOM + external_userid
+            )
+        )
     for table, column in (
         (CustomerRow, CustomerRow.customer_id),
         (ConsentRow, ConsentRow.customer_id),
@@ -74,6 +99,8 @@ async def erase(session: AsyncSession, tenant_id: str, customer_id: str, at: dat
         (CustomerAliasRow, CustomerAliasRow.customer_id),
         (SubscribeGrantRow, SubscribeGrantRow.customer_id),
         (SubscribeHoldRow, SubscribeHoldRow.customer_id),
+        (WeComMassCheckRow, WeComMassCheckRow.customer_id),
+        (WeComQuotaHoldRow, WeComQuotaHoldRow.customer_id),
     ):
         await session.execute(delete(table).where(table.tenant_id == tenant_id, column == customer_id))
     await session.execute(
@@ -93,12 +120,13 @@ async def merge(session: AsyncSession, tenant_id: str, survivor: str, merged_ids
                 index_elements=[CustomerAliasRow.tenant_id, CustomerAliasRow.merged_id], set_={"customer_id": survivor}
             )
         )
-        for table in (TouchRow, StaffTaskRow):
+        for table in (TouchRow, StaffTaskRow, WeComMassCheckRow):
             await session.execute(
                 update(table)
                 .where(table.tenant_id == tenant_id, table.customer_id == merged)
                 .values(customer_id=survivor)
             )
+        await _merge_quota_hold(session, tenant_id, survivor, merged)
         moved = (
             await session.execute(
                 delete(ConsentRow)
@@ -114,6 +142,27 @@ async def merge(session: AsyncSession, tenant_id: str, survivor: str, merged_ids
         await subscribe_grants.merge(session, tenant_id, survivor, merged)
         await session.execute(
             delete(CustomerRow).where(CustomerRow.tenant_id == tenant_id, CustomerRow.customer_id == merged)
+        )
+
+
+async def _merge_quota_hold(session: AsyncSession, tenant_id: str, survivor: str, merged: str) -> None:
+    """A WeCom over-quota hold of the merged record holds the survivor too (the later one wins)."""
+    moved = (
+        await session.execute(
+            delete(WeComQuotaHoldRow)
+            .where(WeComQuotaHoldRow.tenant_id == tenant_id, WeComQuotaHoldRow.customer_id == merged)
+            .returning(WeComQuotaHoldRow.hold_until, WeComQuotaHoldRow.recorded_at)
+        )
+    ).first()
+    if moved is not None:
+        stmt = insert(WeComQuotaHoldRow).values(
+            tenant_id=tenant_id, customer_id=survivor, hold_until=moved.hold_until, recorded_at=moved.recorded_at
+        )
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=[WeComQuotaHoldRow.tenant_id, WeComQuotaHoldRow.customer_id],
+                set_={"hold_until": func.greatest(WeComQuotaHoldRow.hold_until, stmt.excluded.hold_until)},
+            )
         )
 
 

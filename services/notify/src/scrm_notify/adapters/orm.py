@@ -63,6 +63,14 @@ class CustomerRow(Base):
     """The customer as notify needs them, replicated from ``customer.updated`` (newer versions only)."""
 
     __tablename__ = "customers"
+    __table_args__ = (
+        Index(
+            "ix_customers_wecom_external_userid",
+            "tenant_id",
+            "wecom_external_userid",
+            postgresql_where=text("wecom_external_userid IS NOT NULL"),
+        ),
+    )
 
     tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
     customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
@@ -193,6 +201,39 @@ class StaffTaskRow(Base):
     due_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class WeComMassCheckRow(Base):
+    """A WeCom mass message (one recipient's touch) whose second phase is still to be read back."""
+
+    __tablename__ = "wecom_mass_checks"
+    __table_args__ = (
+        Index("ix_wecom_mass_checks_due", "next_check_at", postgresql_where=text("next_check_at IS NOT NULL")),
+        Index("ix_wecom_mass_checks_customer", "tenant_id", "customer_id"),
+    )
+
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    touch_key: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text)
+    msgid: Mapped[str] = mapped_column(Text)
+    sender: Mapped[str | None] = mapped_column(Text)
+    external_userid: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    give_up_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    next_check_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    checks: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class WeComQuotaHoldRow(Base):
+    """WeCom answered status 3 (over the mass-message quota) for this customer: no WeCom marketing until then."""
+
+    __tablename__ = "wecom_quota_holds"
+
+    tenant_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    customer_id: Mapped[str] = mapped_column(Text, primary_key=True)
+    hold_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 metadata = Base.metadata

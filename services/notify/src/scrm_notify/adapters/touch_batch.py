@@ -28,6 +28,7 @@ from scrm_notify.adapters.orm import (
     StaffTaskRow,
     TemplateRow,
     TouchRow,
+    WeComQuotaHoldRow,
 )
 from scrm_notify.adapters.subscribe_grants import Grants
 from scrm_notify.adapters.touches import COUNTED, due_filter, source_of
@@ -223,6 +224,7 @@ class GateContext:
     policies: dict[str, TenantPolicy] = field(default_factory=dict)
     templates: dict[tuple[str, str], list[TemplateRow]] = field(default_factory=lambda: defaultdict(list))
     grants: Grants = field(default_factory=Grants)
+    wecom_quota_holds: dict[Pair, datetime] = field(default_factory=dict)
 
     def policy(self, tenant_id: str) -> TenantPolicy:
         found = self.policies.get(tenant_id)
@@ -309,7 +311,8 @@ async def _tenant_settings(session: AsyncSession, ctx: GateContext, tenants: lis
 async def _consents_and_history(
     session: AsyncSession, ctx: GateContext, known: list[Pair], skip: set[Pair], now: datetime
 ) -> None:
-    """Explicit consents, and touches sent in the last 32 days (weekly caps and calendar-month limits)."""
+    """Explicit consents, touches sent in the last 32 days (weekly caps and calendar-month limits), and WeCom's
+    over-quota answers still in force."""
     consents = await session.execute(
         select(ConsentRow).where(_pairs_in(ConsentRow.tenant_id, ConsentRow.customer_id, known))
     )
@@ -333,3 +336,10 @@ async def _consents_and_history(
     for tenant_id, customer_id, touch_key, channel, sent_at, priority in sent:
         if (tenant_id, touch_key) not in skip and sent_at is not None:
             ctx.history[(tenant_id, customer_id)].append((channel or "", sent_at, priority))
+    holds = await session.execute(
+        select(WeComQuotaHoldRow.tenant_id, WeComQuotaHoldRow.customer_id, WeComQuotaHoldRow.hold_until).where(
+            _pairs_in(WeComQuotaHoldRow.tenant_id, WeComQuotaHoldRow.customer_id, known),
+            WeComQuotaHoldRow.hold_until > now,
+        )
+    )
+    ctx.wecom_quota_holds = {(tenant_id, customer_id): until for tenant_id, customer_id, until in holds}

@@ -28,9 +28,11 @@ UNKNOWN_RECHECK = timedelta(seconds=2)
 
 @dataclass(frozen=True, slots=True)
 class History:
-    """When this customer was last touched: ``(channel, sent_at, priority)`` of touches already sent."""
+    """When this customer was last touched: ``(channel, sent_at, priority)`` of touches already sent; and until
+    when WeCom said their mass-message quota is spent (status 3: the provider's answer is the authority)."""
 
     sent: Sequence[tuple[str, datetime, str]] = ()
+    wecom_quota_until: datetime | None = None
 
     def count(self, since: datetime, channel: str | None = None) -> int:
         return sum(
@@ -76,6 +78,8 @@ def _platform_block(history: History, policy: TenantPolicy, now: datetime) -> tu
     today = clock_rules.start_of_day(now, tz)
     month = clock_rules.start_of_month(now, tz)
     limits = policy.platform
+    if history.wecom_quota_until is not None and history.wecom_quota_until > now:
+        return "wecom mass-message quota spent (WeCom status 3)", history.wecom_quota_until
     if history.count(month, "wecom") >= limits.wecom_mass_per_month:
         return f"wecom mass messages per_month={limits.wecom_mass_per_month}", clock_rules.start_of_next_month(now, tz)
     if history.count(today, "wecom") >= limits.wecom_mass_per_day:

@@ -50,6 +50,11 @@ class PlatformLimits(BaseModel):
 
     wecom_mass_per_day: int = Field(default=1, ge=0)
     wecom_mass_per_month: int = Field(default=4, ge=0)
+    wecom_over_quota_hold: Literal["day", "month"] = Field(
+        default="month",
+        description="After WeCom answers status 3 (over quota) for a customer, hold WeCom marketing to them until the "
+        "next calendar day or month (platform clock) after the message was sent",
+    )
     platform_timezone: str = "Asia/Shanghai"
 
 

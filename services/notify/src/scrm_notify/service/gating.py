@@ -107,7 +107,13 @@ def gate(
         staff_id=request.task.staff_id if request.task else None,
     )
     consents = ctx.consents.get(touch.customer, {}) if view else {}
-    history = History(sent=tuple(ctx.history.get(touch.customer, ()))) if view else History()
+    history = (
+        History(
+            sent=tuple(ctx.history.get(touch.customer, ())), wecom_quota_until=ctx.wecom_quota_holds.get(touch.customer)
+        )
+        if view
+        else History()
+    )
     blocked = _official_account_block(touch, request, ctx, view) if subscribe.CHANNEL in configured else None
     decision = decide(gate_request, view, erased, consents, history, ctx.policy(tenant_id), now, blocked)
     if decision.verdict != "send" or row is None or view is None:

@@ -38,7 +38,7 @@ from scrm_notify.domain.delivery import CircuitBreaker, SendOutcome, TokenBucket
 from scrm_notify.service import gating
 from scrm_notify.service.gating import Claimed, Effects
 from scrm_notify.service.settle import Settlement, settle
-from scrm_notify.settings import DeliverySettings
+from scrm_notify.settings import DeliverySettings, WeComSettings
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -70,12 +70,14 @@ class Pipeline:
         clock: Clock,
         delivery: DeliverySettings,
         dead_letter_topic: str = "notify.dlq",
+        wecom: WeComSettings | None = None,
     ) -> None:
         self._sessions = sessions
         self._adapters = adapters
         self._clock = clock
         self._delivery = delivery
         self._dead_letter_topic = dead_letter_topic
+        self._wecom = wecom or WeComSettings()
         self._buckets: dict[str, TokenBucket] = {}
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
 
@@ -141,13 +143,14 @@ class Pipeline:
             mid_send = [t.key for t in woken if t.status == "sending"]
             undeduped = await subscribe_grants.holding(session, mid_send)
             for touch in woken:
-                if touch.request is None:
-                    continue
+                # A welcome message (no request: sent from a callback, never queued) is failed here the same way.
                 dedupes = getattr(self._adapters.get(touch.channel or ""), "dedupes", False)
                 if touch.status == "sending" and (touch.key in undeduped or not dedupes):
                     reason = "interrupted while sending; not retried to avoid a second message"
                     gating.fail(touch, "outcome_unknown", reason, now, effects)
                     interrupted.append(touch)
+                    continue
+                if touch.request is None:
                     continue
                 touch.status, touch.sent_at, touch.updated_at = "retrying", None, now
                 items.append((touch, TouchRequest.model_validate(touch.request)))
@@ -185,7 +188,7 @@ class Pipeline:
 
         outcomes = await asyncio.gather(*(run(g) for g in by_customer.values()), return_exceptions=True)
         # Settle what was sent even if one send raised, so no claim is left to run out its lease needlessly.
-        await settle(self._sessions, settled, self._clock, self._delivery, self._dead_letter_topic)
+        await settle(self._sessions, settled, self._clock, self._delivery, self._dead_letter_topic, self._wecom)
         for outcome in outcomes:
             if isinstance(outcome, BaseException):
                 raise outcome

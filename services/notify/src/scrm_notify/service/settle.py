@@ -2,7 +2,8 @@
 one transaction (the touches locked in key order, written back with one statement, results enqueued once).
 
 Only the claim holder settles (status ``sending`` and the same attempt number); a claim that ran out and was
-taken over is left to its new holder.
+taken over is left to its new holder. A WeCom mass message the provider accepted only created a task for the staff
+member: its second phase starts here (``wecom_results`` reads it back until it was sent or given up).
 """
 
 from collections.abc import Sequence
@@ -15,12 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scrm_contracts import TouchStatus, record_key
 from scrm_kit.clock import Clock
 from scrm_kit.outbox import OutgoingRecord, enqueue
-from scrm_notify.adapters import directory, subscribe_grants, touch_batch
+from scrm_notify.adapters import directory, subscribe_grants, touch_batch, wecom_checks
 from scrm_notify.adapters.orm import outbox
 from scrm_notify.adapters.touch_batch import TouchState
 from scrm_notify.domain.delivery import SendOutcome, backoff
 from scrm_notify.service.gating import Claimed, Effects, fail
-from scrm_notify.settings import DeliverySettings
+from scrm_notify.service.wecom_results import tracking_row
+from scrm_notify.settings import DeliverySettings, WeComSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ async def settle(
     clock: Clock,
     delivery: DeliverySettings,
     dead_letter_topic: str,
+    wecom: WeComSettings | None = None,
 ) -> None:
     if not settlements:
         return
@@ -50,6 +53,7 @@ async def settle(
         revoked: list[tuple[TouchState, str]] = []
         changed: list[TouchState] = []
         grants = _GrantSettlement()
+        tracked: list[dict[str, object]] = []
         for item in settlements:
             touch = held.get((item.claimed.tenant_id, item.claimed.touch_key))
             if touch is None or not _still_ours(touch, item.outcome):
@@ -60,12 +64,27 @@ async def settle(
             _apply(touch, item.outcome, now, delivery, dead_letter_topic, effects)
             if item.outcome.kind == "permanent" and item.outcome.revoke and touch.channel:
                 revoked.append((touch, item.outcome.revoke))
+            if item.outcome.kind == "ok" and touch.channel == "wecom" and item.outcome.provider_message_id:
+                outbound = item.claimed.outbound
+                tracked.append(
+                    tracking_row(
+                        touch.tenant_id,
+                        touch.touch_key,
+                        touch.customer_id,
+                        item.outcome.provider_message_id,
+                        outbound.sender,
+                        outbound.address,
+                        now,
+                        wecom or WeComSettings(),
+                    )
+                )
             changed.append(touch)
             if item.claimed.outbound.message.kind == "subscribe":
                 grants.add(touch, item.outcome)
         await touch_batch.write(session, changed)
         if grants:
             await subscribe_grants.settle(session, grants.spent, grants.released, grants.used_up, now)
+        await wecom_checks.track(session, tracked)
         for touch, status in revoked:
             await directory.record_consent(
                 session, touch.tenant_id, touch.customer_id, touch.channel or "", status, "provider", now

@@ -10,10 +10,19 @@ Error codes (errcode) into the outcome tree::
     config      40001 (bad secret), 48002 (no API permission), 60020 (IP not trusted)
 
 ``add_msg_template`` success only creates a task the staff member confirms in the WeCom client: "sent" here
-means "handed to the staff member"; the per-recipient result (``get_groupmsg_send_result``) is a receipt.
-It is not idempotent, so a timeout after the request left is ``outcome_unknown``, never retried.
+means "handed to the staff member". The second phase reads the task back (``mass_results``): the sender's task
+status from ``get_groupmsg_task`` (0 not sent, 2 sent) and, once sent, each recipient's status from
+``get_groupmsg_send_result`` (0 not sent, 1 sent, 2 not a friend any more, 3 over the mass-message quota), both
+paged with ``limit`` and ``next_cursor``. ``add_msg_template`` is not idempotent, so a timeout after the request
+left is ``outcome_unknown``, never retried.
+
+``send_welcome_msg`` answers a contact-added callback with its ``WelcomeCode`` (valid 20 seconds, usable once:
+41050 expired or invalid, 41051 used or the customer is already chatting); one immediate retry on -1 (busy) while
+the code is still valid.
 """
 
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -27,6 +36,27 @@ REFRESH = {40014, 42001}
 RETRYABLE = {-1, 6000, 41063, 45033}
 PERMANENT = {40003, 40096, 41048, 41050, 41051, 41053, 81013}
 CONFIG = {40001, 48002, 60020}
+
+
+BUSY = -1
+TASK_SENT = 2  # get_groupmsg_task: the sender confirmed and sent
+
+
+@dataclass(frozen=True, slots=True)
+class MassResults:
+    """What WeCom says about one mass message: ``sent_by`` the senders who confirmed it, ``statuses`` per
+    recipient (external_userid -> 0/1/2/3, with ``send_times``); ``error`` when it could not be read."""
+
+    sent_by: frozenset[str] = frozenset()
+    statuses: dict[str, int] = field(default_factory=dict)
+    send_times: dict[str, datetime] = field(default_factory=dict)
+    error: SendOutcome | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class WelcomeAnswer:
+    outcome: SendOutcome
+    errcode: int | None = None
 
 
 class TokenError(Exception):
@@ -103,21 +133,90 @@ class WeComAdapter:
         }
         return await self._post(credentials, "/message/send", body, None)
 
+    async def send_welcome(
+        self, credentials: Credentials, welcome_code: str, text: str, retry_busy_until: datetime
+    ) -> WelcomeAnswer:
+        """The welcome message for a new contact; one more try on -1 (busy) while ``retry_busy_until`` is ahead."""
+        body = {"welcome_code": welcome_code, "text": {"content": text}}
+        for attempt in range(2):
+            answer, failed = await self._answer(credentials, "/externalcontact/send_welcome_msg", body)
+            if failed is not None:
+                return WelcomeAnswer(failed)
+            errcode = int(answer.get("errcode", 0))
+            if errcode == 0:
+                return WelcomeAnswer(SendOutcome.ok(None), 0)
+            if errcode != BUSY or attempt == 1 or self._clock.now() >= retry_busy_until:
+                return WelcomeAnswer(classify(errcode, str(answer.get("errmsg", "")), self._clock), errcode)
+        raise AssertionError("unreachable")
+
+    async def mass_results(self, credentials: Credentials, msgid: str, sender: str | None, limit: int) -> MassResults:
+        """Read a mass message's second phase: who sent it, then each recipient's status (all pages)."""
+        tasks, error = await self._pages(credentials, "/externalcontact/get_groupmsg_task", {"msgid": msgid}, limit)
+        if error is not None:
+            return MassResults(error=error)
+        sent = [t for t in tasks if int(t.get("status", 0)) == TASK_SENT and t.get("userid")]
+        sent_by = frozenset(str(t["userid"]) for t in sent)
+        task_times = {str(t["userid"]): int(t["send_time"]) for t in sent if t.get("send_time")}
+        statuses: dict[str, int] = {}
+        send_times: dict[str, datetime] = {}
+        for userid in sorted(sent_by if sender is None else sent_by & {sender}):
+            body = {"msgid": msgid, "userid": userid}
+            sends, error = await self._pages(credentials, "/externalcontact/get_groupmsg_send_result", body, limit)
+            if error is not None:
+                return MassResults(error=error)
+            for item in sends:
+                recipient = item.get("external_userid")
+                if not recipient:
+                    continue
+                statuses[str(recipient)] = int(item.get("status", 0))
+                # When it went out to them, else when the sender sent the task (over-quota answers carry none).
+                sent_at = item.get("send_time") or task_times.get(userid)
+                if sent_at:
+                    send_times[str(recipient)] = datetime.fromtimestamp(int(sent_at), UTC)
+        return MassResults(sent_by, statuses, send_times)
+
+    async def _pages(
+        self, credentials: Credentials, path: str, body: dict[str, Any], limit: int
+    ) -> tuple[list[dict[str, Any]], SendOutcome | None]:
+        """Every item of a cursor-paged list (``task_list`` / ``send_list``), or the error that stopped it."""
+        items: list[dict[str, Any]] = []
+        cursor = ""
+        list_key = "task_list" if path.endswith("get_groupmsg_task") else "send_list"
+        while True:
+            page_body = {**body, "limit": limit, **({"cursor": cursor} if cursor else {})}
+            answer, failed = await self._answer(credentials, path, page_body)
+            if failed is not None:
+                return items, failed
+            errcode = int(answer.get("errcode", 0))
+            if errcode != 0:
+                return items, classify(errcode, str(answer.get("errmsg", "")), self._clock)
+            items.extend(answer.get(list_key) or [])
+            cursor = str(answer.get("next_cursor") or "")
+            if not cursor:
+                return items, None
+
+    async def _answer(
+        self, credentials: Credentials, path: str, body: dict[str, Any]
+    ) -> tuple[dict[str, Any], SendOutcome | None]:
+        """The provider's JSON answer, or the outcome of a failure before there was one."""
+        try:
+            return await self.call(credentials, path, body), None
+        except MissingSetting as exc:
+            return {}, SendOutcome("config", f"wecom channel setting {exc} is missing")
+        except TokenError as exc:
+            if exc.errcode in REFRESH:
+                return {}, SendOutcome("config", str(exc))
+            return {}, classify(exc.errcode, str(exc), self._clock)
+        except httpx.HTTPError as exc:
+            reads = path in ("/externalcontact/get_groupmsg_task", "/externalcontact/get_groupmsg_send_result")
+            return {}, transport_outcome(exc, "wecom", dedupes=path == "/message/send" or reads)
+
     async def _post(
         self, credentials: Credentials, path: str, body: dict[str, Any], recipient: str | None
     ) -> SendOutcome:
-        try:
-            answer = await self.call(credentials, path, body)
-        except MissingSetting as exc:
-            return SendOutcome("config", f"wecom channel setting {exc} is missing")
-        except TokenError as exc:
-            return (
-                classify(exc.errcode, str(exc), self._clock)
-                if exc.errcode not in REFRESH
-                else SendOutcome("config", str(exc))
-            )
-        except httpx.HTTPError as exc:
-            return transport_outcome(exc, "wecom", dedupes=path == "/message/send")
+        answer, failed = await self._answer(credentials, path, body)
+        if failed is not None:
+            return failed
         errcode = int(answer.get("errcode", 0))
         if errcode != 0:
             return classify(errcode, str(answer.get("errmsg", "")), self._clock)
