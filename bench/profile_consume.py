@@ -37,7 +37,8 @@ from sqlalchemy import text
 from scrm_contracts import Topic, TrackedEvent
 from scrm_kit.clock import FixedClock
 from scrm_kit.db import build_engine, build_sessionmaker
-from scrm_kit.settings import DbSettings
+from scrm_kit.runtime import tune_gc
+from scrm_kit.settings import DbSettings, ServiceSettings
 from scrm_profile.service.consume import ProfileConsumer
 from scrm_stack.launcher import REPO_ROOT, Stack, StackConfig
 
@@ -202,6 +203,7 @@ async def written(db_url: str, tenant: str) -> dict[str, int]:
 
 
 async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
+    tune_gc(ServiceSettings().gc_threshold)  # as the service process does once started
     engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
     rounds = []
     for n in range(args.repeats):

@@ -13,6 +13,8 @@ import itertools
 import time
 import uuid
 from collections import defaultdict
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, quote
@@ -22,6 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 
 from scrm_notify.adapters.channels.webhook import verify
+from scrm_stack.launcher import free_port
 
 SECRET = "fake-provider-secret-0123456789"
 
@@ -47,6 +50,7 @@ def _pct(value: str) -> str:
 
 class FakeProviders:
     def __init__(self) -> None:
+        self.url = ""  # where it listens, once running
         self.seen: list[Seen] = []
         self.script: dict[str, list[Step]] = defaultdict(list)
         self.tokens: set[str] = set()
@@ -301,6 +305,19 @@ async def serve(fake: FakeProviders, port: int) -> tuple[uvicorn.Server, "asynci
     while not server.started:
         await asyncio.sleep(0.02)
     return server, task
+
+
+@asynccontextmanager
+async def running(fake: FakeProviders) -> AsyncIterator[FakeProviders]:
+    """The fake serving on a free loopback port (``fake.url``) until the block ends."""
+    port = free_port()
+    server, task = await serve(fake, port)
+    fake.url = f"http://127.0.0.1:{port}"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        await task
 
 
 class FakeSmtp(asyncio.Protocol):

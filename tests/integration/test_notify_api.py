@@ -11,21 +11,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from scrm_contracts import Contact, CustomerSnapshot, CustomerUpdated, Reachability, Topic, TouchRequest, record_key
-from scrm_stack.launcher import Stack, free_port
+from scrm_stack.launcher import Stack
 from tests.conftest import TenantCredentials, create_tenant
 from tests.e2e.helpers import eventually
-from tests.fakes.notify_providers import SECRET, FakeProviders, serve
+from tests.fakes.notify_providers import SECRET, FakeProviders, running
 
 
 @pytest.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeProviders]:
-    providers = FakeProviders()
-    port = free_port()
-    server, task = await serve(providers, port)
-    providers.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield providers
-    server.should_exit = True
-    await task
+    async with running(FakeProviders()) as providers:
+        yield providers
 
 
 async def api(stack: Stack, tenant: TenantCredentials, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -170,7 +165,7 @@ async def test_consents_can_be_read_and_set_and_tenants_are_isolated(stack: Stac
 async def test_a_touch_travels_kafka_to_the_webhook_and_shows_in_touches_stats_and_tasks(
     stack: Stack, tenant: TenantCredentials, fake: FakeProviders
 ) -> None:
-    url = f"{fake.url}/hook/{tenant.tenant_id}"  # type: ignore[attr-defined]
+    url = f"{fake.url}/hook/{tenant.tenant_id}"
     assert (
         await api(stack, tenant, "PUT", "/v1/channels/webhook", json={"url": url, "secret": SECRET})
     ).status_code == 200

@@ -9,7 +9,7 @@ import pytest
 from scrm_notify.adapters.orm import TemplateRow
 from scrm_notify.service.tasks import TaskService
 from scrm_stack.launcher import free_port
-from tests.fakes.notify_providers import FakeProviders, Step, serve
+from tests.fakes.notify_providers import FakeProviders, Step, running
 from tests.integration.notify_harness import NotifyHarness, harness
 
 PHONE = "13800138000"
@@ -17,19 +17,14 @@ PHONE = "13800138000"
 
 @pytest.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeProviders]:
-    providers = FakeProviders()
-    port = free_port()
-    server, task = await serve(providers, port)
-    providers.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield providers
-    server.should_exit = True
-    await task
+    async with running(FakeProviders()) as providers:
+        yield providers
 
 
 @pytest.fixture
 async def notify(isolated_db_url: str, fake: FakeProviders) -> AsyncIterator[NotifyHarness]:
     fake.script.clear()
-    async for h in harness(isolated_db_url, fake.url, circuit_threshold=3):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url, circuit_threshold=3):
         yield h
 
 
@@ -206,7 +201,7 @@ async def test_provider_flow_control_defers_instead_of_hammering(notify: NotifyH
 
 
 async def test_exhausted_retries_fail_the_touch_and_dead_letter_it(isolated_db_url: str, fake: FakeProviders) -> None:
-    async for h in harness(isolated_db_url, fake.url, max_attempts=2, circuit_threshold=50):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url, max_attempts=2, circuit_threshold=50):
         await h.configure("webhook")
         await h.customer("cus_dlq")
         fake.fail_next("webhook", Step(503), Step(503))
@@ -489,7 +484,7 @@ async def test_a_send_that_could_outlive_its_claim_is_not_started_but_retried(
 ) -> None:
     # A 1 s timeout and a 2 s lease: once a slow first send has used 1.2 s of the chunk's claim, a second send
     # could still be running when the lease ends (and the scheduler would take the touch over), so it waits.
-    async for h in harness(isolated_db_url, fake.url, http_timeout_seconds=1.0, send_lease_seconds=2.0):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url, http_timeout_seconds=1.0, send_lease_seconds=2.0):
         await h.configure("webhook")
         await h.customer("cus_lease")
         fake.fail_next("webhook", Step(delay=1.2))

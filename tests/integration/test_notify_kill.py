@@ -18,7 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from scrm_contracts import TouchRequest, record_key
 from scrm_stack.launcher import Stack, free_port
-from tests.fakes.notify_providers import FakeProviders, serve
+from tests.fakes.notify_providers import FakeProviders, running
 from tests.integration.notify_harness import NotifyHarness, harness
 
 CUSTOMERS = 40
@@ -27,14 +27,9 @@ PER_CUSTOMER = 5
 
 @pytest.fixture
 async def fake() -> AsyncIterator[FakeProviders]:
-    providers = FakeProviders()
-    providers.webhook_delay = 0.02
-    port = free_port()
-    server, task = await serve(providers, port)
-    providers.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield providers
-    server.should_exit = True
-    await task
+    async with running(FakeProviders()) as providers:
+        providers.webhook_delay = 0.02
+        yield providers
 
 
 def start_notify(stack: Stack, topic: str, group: str, fake_url: str) -> subprocess.Popen[bytes]:
@@ -88,7 +83,7 @@ async def statuses(h: NotifyHarness) -> dict[str, str]:
 async def test_killing_notify_mid_batch_never_sends_a_message_twice(
     stack: Stack, db_url: str, fake: FakeProviders
 ) -> None:
-    url = fake.url  # type: ignore[attr-defined]
+    url = fake.url
     async for h in harness(db_url, url):
         await h.configure("webhook")
         await h.configure("sms", provider="aliyun", access_key_id="LTAI-test", sign_name="Shop", template_code="S1")

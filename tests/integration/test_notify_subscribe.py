@@ -12,8 +12,7 @@ from scrm_kit.errors import InvalidInput
 from scrm_notify.adapters import subscribe_grants
 from scrm_notify.domain.templates import TemplateSource
 from scrm_notify.service import templates
-from scrm_stack.launcher import free_port
-from tests.fakes.notify_providers import FakeProviders, Step, serve
+from tests.fakes.notify_providers import FakeProviders, Step, running
 from tests.integration.notify_harness import NotifyHarness, harness
 
 TPL = "TPL-SUB-1"
@@ -22,19 +21,14 @@ AUTHORIZED = "Subscribe Message Authorized"
 
 @pytest.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeProviders]:
-    providers = FakeProviders()
-    port = free_port()
-    server, task = await serve(providers, port)
-    providers.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield providers
-    server.should_exit = True
-    await task
+    async with running(FakeProviders()) as providers:
+        yield providers
 
 
 @pytest.fixture
 async def notify(isolated_db_url: str, fake: FakeProviders) -> AsyncIterator[NotifyHarness]:
     fake.script.clear()
-    async for h in harness(isolated_db_url, fake.url):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url):
         yield h
 
 

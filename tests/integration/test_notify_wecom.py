@@ -18,8 +18,8 @@ from scrm_kit.settings import KafkaSettings
 from scrm_notify.adapters.orm import TemplateRow
 from scrm_notify.service.wecom_results import WeComResults
 from scrm_notify.settings import WeComSettings
-from scrm_stack.launcher import Stack, free_port
-from tests.fakes.notify_providers import FakeProviders, Step, serve
+from scrm_stack.launcher import Stack
+from tests.fakes.notify_providers import FakeProviders, Step, running
 from tests.integration.notify_harness import NotifyHarness, harness
 
 TASK = "externalcontact/get_groupmsg_task"
@@ -29,20 +29,15 @@ WELCOME = "externalcontact/send_welcome_msg"
 
 @pytest.fixture(scope="module")
 async def fake() -> AsyncIterator[FakeProviders]:
-    providers = FakeProviders()
-    port = free_port()
-    server, task = await serve(providers, port)
-    providers.url = f"http://127.0.0.1:{port}"  # type: ignore[attr-defined]
-    yield providers
-    server.should_exit = True
-    await task
+    async with running(FakeProviders()) as providers:
+        yield providers
 
 
 @pytest.fixture
 async def notify(isolated_db_url: str, fake: FakeProviders) -> AsyncIterator[NotifyHarness]:
     fake.script.clear()
     fake.wecom_send_time = None
-    async for h in harness(isolated_db_url, fake.url):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url):
         yield h
 
 
@@ -149,7 +144,7 @@ async def test_over_quota_fails_the_touch_and_holds_wecom_marketing_until_next_m
 async def test_a_task_the_staff_member_never_sends_is_polled_with_backoff_then_given_up(
     isolated_db_url: str, fake: FakeProviders
 ) -> None:
-    async for h in harness(isolated_db_url, fake.url, WeComSettings(result_give_up_hours=3)):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url, WeComSettings(result_give_up_hours=3)):
         key, msgid = await handed_to_staff(h, "cus_m4", "wm_m4")
         waits = []
         while due := await h.sql(
@@ -169,7 +164,7 @@ async def test_a_task_the_staff_member_never_sends_is_polled_with_backoff_then_g
 async def test_two_pollers_side_by_side_read_each_task_once_per_due_time(
     isolated_db_url: str, fake: FakeProviders
 ) -> None:
-    async for h in harness(isolated_db_url, fake.url, WeComSettings(result_poll_batch=2)):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url, WeComSettings(result_poll_batch=2)):
         msgids = [(await handed_to_staff(h, f"cus_p{n}", f"wm_p{n}"))[1] for n in range(6)]
         other = WeComResults(h.sessions, h.wecom_results._adapter, h.clock, h.settings.wecom)
         for advance, expected in ((timedelta(minutes=1), 1), (timedelta(minutes=5), 2)):
@@ -331,7 +326,7 @@ async def test_welcome_through_a_real_kafka_consumer_group(
     stack: Stack, isolated_db_url: str, fake: FakeProviders
 ) -> None:
     """The consumer as bootstrap runs it (its own group, starting at the end of the topic) on the real broker."""
-    async for h in harness(isolated_db_url, fake.url):  # type: ignore[attr-defined]
+    async for h in harness(isolated_db_url, fake.url):
         await h.configure("wecom", corp_id="ww-test")
         await welcome_template(h, "Welcome!")
         topic = f"events-welcome-{uuid.uuid4().hex[:8]}"
