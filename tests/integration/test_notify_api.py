@@ -2,25 +2,17 @@
 touch that travels through real Kafka to a fake webhook receiver."""
 
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
-import pytest
 from aiokafka import AIOKafkaProducer
 
 from scrm_contracts import Contact, CustomerSnapshot, CustomerUpdated, Reachability, Topic, TouchRequest, record_key
 from scrm_stack.launcher import Stack
 from tests.conftest import TenantCredentials, create_tenant
 from tests.e2e.helpers import eventually
-from tests.fakes.notify_providers import SECRET, FakeProviders, running
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeProviders]:
-    async with running(FakeProviders()) as providers:
-        yield providers
+from tests.fakes.notify_providers import SECRET, FakeProviders
 
 
 async def api(stack: Stack, tenant: TenantCredentials, method: str, path: str, **kwargs: Any) -> httpx.Response:

@@ -9,16 +9,10 @@ import pytest
 from scrm_notify.adapters.orm import TemplateRow
 from scrm_notify.service.tasks import TaskService
 from scrm_stack.launcher import free_port
-from tests.fakes.notify_providers import FakeProviders, Step, running
+from tests.fakes.notify_providers import FakeProviders, Step
 from tests.integration.notify_harness import NotifyHarness, harness
 
 PHONE = "13800138000"
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeProviders]:
-    async with running(FakeProviders()) as providers:
-        yield providers
 
 
 @pytest.fixture

@@ -12,17 +12,11 @@ from scrm_kit.errors import InvalidInput
 from scrm_notify.adapters import subscribe_grants
 from scrm_notify.domain.templates import TemplateSource
 from scrm_notify.service import templates
-from tests.fakes.notify_providers import FakeProviders, Step, running
+from tests.fakes.notify_providers import FakeProviders, Step
 from tests.integration.notify_harness import NotifyHarness, harness
 
 TPL = "TPL-SUB-1"
 AUTHORIZED = "Subscribe Message Authorized"
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeProviders]:
-    async with running(FakeProviders()) as providers:
-        yield providers
 
 
 @pytest.fixture

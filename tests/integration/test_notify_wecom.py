@@ -19,18 +19,12 @@ from scrm_notify.adapters.orm import TemplateRow
 from scrm_notify.service.wecom_results import WeComResults
 from scrm_notify.settings import WeComSettings
 from scrm_stack.launcher import Stack
-from tests.fakes.notify_providers import FakeProviders, Step, running
+from tests.fakes.notify_providers import FakeProviders, Step
 from tests.integration.notify_harness import NotifyHarness, harness
 
 TASK = "externalcontact/get_groupmsg_task"
 SEND_RESULT = "externalcontact/get_groupmsg_send_result"
 WELCOME = "externalcontact/send_welcome_msg"
-
-
-@pytest.fixture(scope="module")
-async def fake() -> AsyncIterator[FakeProviders]:
-    async with running(FakeProviders()) as providers:
-        yield providers
 
 
 @pytest.fixture

@@ -171,8 +171,9 @@ class SharedBatches:
         self._queues: dict[int, deque[_SharedBatch]] = {}
         self._drains: dict[int, asyncio.Task[None]] = {}
 
-    async def send(self, records: Iterable[tuple[bytes, bytes]], timeout: float) -> None:
-        """Append ``(key, value)`` records and wait until Kafka acknowledged all of them (or raise)."""
+    async def send(self, records: Iterable[tuple[bytes, bytes]], timeout: float | None = None) -> None:
+        """Append ``(key, value)`` records and wait (at most ``timeout`` seconds, if given) until Kafka acknowledged
+        all of them, or raise."""
         if time.monotonic() - self._partitions_read > 60:  # a topic may gain partitions while we run
             self._partitions = sorted(await self._producer.partitions_for(self._topic))
             self._partitions_read = time.monotonic()

@@ -54,6 +54,5 @@ class EventPublisher:
             await asyncio.gather(*waits)
 
     async def _send_all(self, events: Sequence[TrackedEvent]) -> None:
-        await self._batches.send(
-            ((record_key(event.tenant_id, event.customer_key), event.to_wire()) for event in events), self._ack_timeout
-        )
+        # ``publish`` bounds the wait for the acknowledgements.
+        await self._batches.send((record_key(event.tenant_id, event.customer_key), event.to_wire()) for event in events)
