@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from typing import Any
 
+import pytest
 from aiokafka.structs import ConsumerRecord
 
 from scrm_kit.errors import InvalidInput, RetryableError
@@ -148,3 +149,75 @@ def test_a_lost_database_connection_is_a_503_and_other_database_errors_stay_500s
         assert answer.status_code == 503, path
         assert answer.json()["error"]["code"] == "unavailable"
     assert client.get("/bug").status_code == 500
+
+
+class FakeConsumer:
+    def __init__(self) -> None:
+        self.committed: dict[Any, int] = {}
+
+    async def commit(self, offsets: dict[Any, int]) -> None:
+        self.committed.update(offsets)
+
+
+async def test_partitions_in_flight_are_handled_at_once_each_in_order_and_committed() -> None:
+    import asyncio
+
+    from aiokafka import TopicPartition
+
+    running, most, seen = 0, 0, []
+
+    async def slow(records: Sequence[Record]) -> None:
+        nonlocal running, most
+        running += 1
+        most = max(most, running)
+        await asyncio.sleep(0.02)
+        seen.extend((r.partition, r.offset) for r in records)
+        running -= 1
+
+    def part(p: int, n: int) -> tuple[TopicPartition, list[Record]]:
+        return TopicPartition("events.v1", p), [
+            ConsumerRecord("events.v1", p, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in range(n)
+        ]
+
+    r = ConsumerRunner(
+        settings=KafkaSettings(),
+        group="profile",
+        topics=["events.v1"],
+        handler=slow,
+        producer=FakeProducer(),  # type: ignore[arg-type]
+        max_records=2,
+        partitions_in_flight=2,
+    )
+    consumer = FakeConsumer()
+    await r._handle_concurrently(consumer, [[part(0, 5)], [part(1, 3)], [part(2, 1)]])  # type: ignore[arg-type]
+    assert most == 2  # never more than the limit, and the limit is used
+    for p, n in ((0, 5), (1, 3), (2, 1)):
+        assert [o for q, o in seen if q == p] == list(range(n))  # each partition in offset order
+    assert {tp.partition: o for tp, o in consumer.committed.items()} == {0: 5, 1: 3, 2: 1}
+
+
+async def test_a_group_whose_failure_escapes_is_not_committed_and_the_others_are() -> None:
+    from aiokafka import TopicPartition
+
+    class BrokenProducer(FakeProducer):
+        async def send_and_wait(self, topic: str, value: bytes | None, key: bytes | None, headers: Any) -> None:
+            raise ConnectionError("dead-letter topic unreachable")
+
+    async def handler(records: Sequence[Record]) -> None:
+        if any(r.value == b"poison" for r in records):
+            raise InvalidInput("malformed record", field="value")
+
+    r = ConsumerRunner(
+        settings=KafkaSettings(),
+        group="profile",
+        topics=["events.v1"],
+        handler=handler,
+        producer=BrokenProducer(),  # type: ignore[arg-type]
+        partitions_in_flight=2,
+    )
+    good = (TopicPartition("events.v1", 0), [record(7, b"a")])
+    bad = (TopicPartition("events.v1", 1), [ConsumerRecord("events.v1", 1, 3, 0, 0, b"k", b"poison", None, 1, 6, [])])
+    consumer = FakeConsumer()
+    with pytest.raises(ConnectionError, match="unreachable"):
+        await r._handle_concurrently(consumer, [[good], [bad]])  # type: ignore[arg-type, list-item]
+    assert {tp.partition: o for tp, o in consumer.committed.items()} == {0: 8}

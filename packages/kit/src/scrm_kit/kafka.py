@@ -246,6 +246,7 @@ class ConsumerRunner:
         dead_letter_topic: str | None = None,
         fetch_max_wait_ms: int = 500,
         auto_offset_reset: str = "earliest",
+        partitions_in_flight: int = 1,
     ) -> None:
         self.group = group
         self.topics = list(topics)
@@ -265,6 +266,11 @@ class ConsumerRunner:
         self._fetch_max_wait_ms = fetch_max_wait_ms
         # Where a group without committed offsets starts: "latest" for consumers whose work is worthless late.
         self._auto_offset_reset = auto_offset_reset
+        # How many partitions' batches are handled at once (each partition's records stay in order, one batch at
+        # a time). Above 1, one batch's database round trips overlap another's CPU work in this process.
+        if partitions_in_flight < 1:
+            raise ValueError("partitions_in_flight must be at least 1")
+        self._in_flight = partitions_in_flight
         self._lock = asyncio.Lock()
         self._stopping = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
@@ -310,7 +316,7 @@ class ConsumerRunner:
         started_at = time.monotonic()
         while not self._stopping.is_set():
             try:
-                batches = await consumer.getmany(timeout_ms=300, max_records=self._max_records)
+                batches = await consumer.getmany(timeout_ms=300, max_records=self._max_records * self._in_flight)
             except Exception:
                 logger.exception("fetch failed; retrying", extra={"group": self.group})
                 await asyncio.sleep(1)
@@ -320,13 +326,47 @@ class ConsumerRunner:
             self.ready = self.ready or bool(consumer.assignment()) or time.monotonic() - started_at > 10
             ready = [(tp, records) for tp, records in batches.items() if records]
             groups = [ready] if self._combine_partitions and ready else [[one] for one in ready]
-            for group in groups:
-                async with self._lock:
-                    started = time.perf_counter()
-                    await self._apply([record for _, records in group for record in records])
-                    await consumer.commit({tp: records[-1].offset + 1 for tp, records in group})
-                    BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
+            if self._in_flight == 1:
+                for group in groups:
+                    async with self._lock:
+                        await self._handle(group)
+                        await consumer.commit({tp: records[-1].offset + 1 for tp, records in group})
+            elif groups:
+                async with self._lock:  # a rebalance waits for every batch in flight
+                    await self._handle_concurrently(consumer, groups)
             await self._record_lag(consumer)
+
+    async def _handle(self, group: Sequence[tuple[TopicPartition, list[Record]]]) -> None:
+        """Apply one group's records, ``max_records`` at a time, in offset order."""
+        records = [record for _, part in group for record in part]
+        for lo in range(0, len(records), self._max_records):
+            started = time.perf_counter()
+            await self._apply(records[lo : lo + self._max_records])
+            BATCH_SECONDS.labels(self.group).observe(time.perf_counter() - started)
+
+    async def _handle_concurrently(
+        self, consumer: AIOKafkaConsumer, groups: Sequence[Sequence[tuple[TopicPartition, list[Record]]]]
+    ) -> None:
+        """Up to ``partitions_in_flight`` groups at once; the offsets of every group that finished are committed
+        (one that failed is fetched again after the error surfaces)."""
+        gate = asyncio.Semaphore(self._in_flight)
+
+        async def one(group: Sequence[tuple[TopicPartition, list[Record]]]) -> None:
+            async with gate:
+                await self._handle(group)
+
+        outcomes = await asyncio.gather(*(one(group) for group in groups), return_exceptions=True)
+        offsets = {
+            tp: records[-1].offset + 1
+            for group, outcome in zip(groups, outcomes, strict=True)
+            if outcome is None
+            for tp, records in group
+        }
+        if offsets:
+            await consumer.commit(offsets)
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _record_lag(self, consumer: AIOKafkaConsumer) -> None:
         for tp in consumer.assignment():

@@ -31,6 +31,7 @@ def build_runtime(settings: Settings, clock: Clock | None = None) -> Runtime:
                 topics=[Topic.EVENTS.value, Topic.TOUCH_RESULTS.value],
                 handler=ProfileConsumer(sessions, clock),
                 producer=producer,
+                partitions_in_flight=settings.consumer_partitions_in_flight,
             )
         )
     if "scheduler" in settings.roles:

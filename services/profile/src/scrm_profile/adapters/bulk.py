@@ -9,7 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import orjson
-from sqlalchemy import Row, func, select, text
+from sqlalchemy import ARRAY, Row, Text, any_, bindparam, func, select, text
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -92,7 +92,9 @@ async def lock_customers(session: AsyncSession, tenant_id: str, ids: Iterable[st
         return {}
     result = await session.execute(
         select(CUSTOMERS)
-        .where(CUSTOMERS.c.tenant_id == tenant_id, CUSTOMERS.c.customer_id.in_(wanted))
+        .where(
+            CUSTOMERS.c.tenant_id == tenant_id, CUSTOMERS.c.customer_id == any_(bindparam("ids", wanted, ARRAY(Text)))
+        )
         .order_by(CUSTOMERS.c.customer_id)
         .with_for_update()
     )

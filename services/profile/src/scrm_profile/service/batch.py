@@ -355,7 +355,12 @@ class TenantBatch:
         touched = {i.key for i in plan.items if i.key in self.states}
         await bulk.insert_customers(session, [self.states[k] for k in touched if k.startswith(NEW)])
         await bulk.update_customers(session, [self.states[k] for k in touched if not k.startswith(NEW)])
-        await bulk.apply_refunds(session, tenant, self.touched_orders)
+        # an order with no refund keeps the refunded amount it was stored with (0, or its amount if negative)
+        await bulk.apply_refunds(
+            session,
+            tenant,
+            {o for o in self.touched_orders if self.refunds.get(o) or self.inserted_orders.get(o, 0) < 0},
+        )
         if self.segments.segments:
             final = [(s, c) for s, c in self.moved_members if s in self.members[c]]
             gone = [(s, c) for s, c in self.moved_members if s not in self.members[c]]
