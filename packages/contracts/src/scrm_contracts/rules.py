@@ -241,3 +241,98 @@ def uses_events(rule: Rule) -> bool:
     if isinstance(rule, NotRule):
         return uses_events(rule.not_)
     return False
+
+
+Matcher = Callable[[Mapping[str, Any], datetime, EventCounter | None], bool]
+"""A rule prepared once to be checked against many snapshots: ``matcher(rule)(snapshot, now, count_events)``."""
+
+
+def matcher(rule: Rule) -> Matcher:
+    """``evaluate`` for one rule, with the work that depends only on the rule done once: the rule kinds dispatched,
+    field paths split, and the common comparisons (numbers against a number, text against plain text) set up so they
+    need no conversion per snapshot. Every other case goes through ``evaluate``'s own code; both agree everywhere."""
+    if isinstance(rule, AllRule):
+        parts = [matcher(r) for r in rule.all]
+        return lambda s, now, count: all(p(s, now, count) for p in parts)
+    if isinstance(rule, AnyRule):
+        parts = [matcher(r) for r in rule.any]
+        return lambda s, now, count: any(p(s, now, count) for p in parts)
+    if isinstance(rule, NotRule):
+        inner = matcher(rule.not_)
+        return lambda s, now, count: not inner(s, now, count)
+    if isinstance(rule, EventRule):
+        event_rule = rule
+        return lambda s, now, count: evaluate(event_rule, s, now, count)
+    return _field_matcher(rule)
+
+
+def _field_matcher(rule: FieldRule) -> Matcher:
+    path = tuple(rule.field.split("."))
+    op, expected = rule.op, rule.value
+
+    def value_of(snapshot: Mapping[str, Any]) -> Any:
+        value: Any = snapshot
+        for part in path:
+            if type(value) is not dict and not isinstance(value, Mapping):
+                return None
+            value = value.get(part)
+        return value
+
+    def general(snapshot: Mapping[str, Any], now: datetime, count: EventCounter | None) -> bool:
+        return _field_matches(rule, snapshot, now)
+
+    if op in ("gt", "gte", "lt", "lte") and _plain_number(expected):
+        bound = Decimal(str(expected))
+        compare = {"gt": Decimal.__gt__, "gte": Decimal.__ge__, "lt": Decimal.__lt__, "lte": Decimal.__le__}[op]
+
+        def numeric(snapshot: Mapping[str, Any], now: datetime, count: EventCounter | None) -> bool:
+            value = value_of(snapshot)
+            kind = type(value)
+            if kind is int or kind is Decimal:
+                return bool(compare(Decimal(value), bound))
+            if kind is float:
+                return bool(compare(Decimal(str(value)), bound))
+            return _field_matches(rule, snapshot, now)
+
+        return numeric
+    if op in ("in", "not_in", "eq", "ne"):
+        options = expected if op in ("in", "not_in") else [expected]
+        if options and all(_plain_text(v) for v in options):
+            wanted, positive = tuple(options), op in ("in", "eq")  # compared with ==, as ``_equal`` does
+
+            def textual(snapshot: Mapping[str, Any], now: datetime, count: EventCounter | None) -> bool:
+                value = value_of(snapshot)
+                if value is None:
+                    return not positive
+                if isinstance(value, str):  # plain text matches only the same text (see ``_equal``)
+                    return (value in wanted) == positive
+                return _field_matches(rule, snapshot, now)
+
+            return textual
+    if op in ("contains", "not_contains"):
+
+        def containing(snapshot: Mapping[str, Any], now: datetime, count: EventCounter | None) -> bool:
+            value = value_of(snapshot)
+            found = expected in value if isinstance(value, list | str) else False
+            if value is None:
+                return op == "not_contains"
+            return found if op == "contains" else not found
+
+        return containing
+    return general
+
+
+def _plain_number(value: Any) -> bool:
+    return type(value) in (int, float, Decimal) and Decimal(str(value)).is_finite()
+
+
+def _plain_text(value: Any) -> bool:
+    """Text that is neither a number nor a date, so it equals only the very same text."""
+    if type(value) is not str:
+        return False
+    try:
+        Decimal(value)
+        return False
+    except (InvalidOperation, ValueError):
+        pass
+    return _as_datetime(value) is None

@@ -13,7 +13,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scrm_contracts import CustomerSnapshot, ProfileChange, SegmentEntered, SegmentExited
-from scrm_contracts.rules import AllRule, AnyRule, EventRule, FieldRule, NotRule, Rule, evaluate, parse_rule
+from scrm_contracts.rules import AllRule, AnyRule, EventRule, FieldRule, NotRule, Rule, matcher, parse_rule
 from scrm_kit.outbox import enqueue
 from scrm_profile.adapters.orm import CustomerRow, SegmentMemberRow, SegmentRow, outbox
 from scrm_profile.adapters.rules_sql import compile_rule, event_count
@@ -76,6 +76,8 @@ class SegmentEvaluator:
 
     def __init__(self, segments: list[Segment]) -> None:
         self.segments = segments
+        self._matchers = [matcher(segment.rule) for segment in segments]  # prepared once per batch, run per event
+        self._keys = {id(r): rule_key(r) for segment in segments for r in event_rules(segment.rule)}
 
     @classmethod
     async def load(cls, session: AsyncSession, tenant_id: str) -> "SegmentEvaluator":
@@ -135,8 +137,9 @@ class SegmentEvaluator:
         per rule key and their current memberships (no I/O: the batch consumer calls it with counts it keeps)."""
         facts = rule_facts(customer, snapshot)
         moves: list[tuple[str, bool, ProfileChange]] = []
-        for segment in self.segments:
-            member = evaluate(segment.rule, facts, now, lambda r: counts[rule_key(r)])
+        keys = self._keys
+        for segment, match in zip(self.segments, self._matchers, strict=True):
+            member = match(facts, now, lambda r: counts[keys[id(r)]])
             if member == (segment.segment_id in current):
                 continue
             change = _change(segment, customer.customer_id, customer.tenant_id, customer.user_id, member, cause, now)
