@@ -34,6 +34,7 @@ SEGMENTS = {
         ]
     },
     "seg_browsers": {"event": "Viewed Lookbook", "min_count": 2, "within_days": 30},
+    "seg_sale_browsers": {"event": "Viewed Lookbook", "min_count": 1, "where": {"sale": True}},
     "seg_vip": {"field": "tags", "op": "contains", "value": "vip"},
     "seg_active": {"field": "lifecycle_stage", "op": "in", "value": ["new", "active"]},
 }  # fmt: skip
@@ -79,7 +80,8 @@ def random_stream(rng: random.Random, t: str, users: int = 40) -> list[TrackedEv
             if rng.random() < 0.15:  # retried with a new message id: same order id
                 stream.append(order(t, user, order_id, amount, at=placed_at, event_id=f"{eid}o{n}retry"))
         for n in range(rng.randint(0, 4)):
-            stream.append(event(t, user, "Viewed Lookbook", at=at(rng.randint(0, 40)), event_id=f"{eid}v{n}"))
+            stream.append(event(t, user, "Viewed Lookbook", at=at(rng.randint(0, 40)), event_id=f"{eid}v{n}",
+                                properties={"sale": rng.random() < 0.3}))  # fmt: skip
         if rng.random() < 0.3:
             stream.append(event(t, user, "Tags Changed", properties={"add": rng.sample(["vip", "tea", "baby"], k=2)},
                                 at=at(rng.randint(0, 10)), event_id=f"{eid}tag"))  # fmt: skip

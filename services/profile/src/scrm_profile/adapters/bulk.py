@@ -198,7 +198,7 @@ async def event_counts(
     if not wanted:
         return {}
     query = select(EventRow.customer_id, func.count()).where(
-        EventRow.tenant_id == tenant_id, EventRow.customer_id.in_(wanted)
+        EventRow.tenant_id == tenant_id, EventRow.customer_id == any_(bindparam("ids", wanted, ARRAY(Text)))
     )
     rows = await session.execute(_rule_filter(query, rule, now).group_by(EventRow.customer_id))
     return {customer_id: int(count) for customer_id, count in rows}
@@ -211,7 +211,9 @@ async def matching_events(
     wanted = list(set(event_ids))
     if not wanted:
         return set()
-    query = select(EventRow.event_id).where(EventRow.tenant_id == tenant_id, EventRow.event_id.in_(wanted))
+    query = select(EventRow.event_id).where(
+        EventRow.tenant_id == tenant_id, EventRow.event_id == any_(bindparam("ids", wanted, ARRAY(Text)))
+    )
     return set((await session.execute(_rule_filter(query, rule, now))).scalars())
 
 

@@ -11,7 +11,7 @@ order id ties to other customers go through the event by event path (``EventWork
 
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
 from typing import Any, cast
@@ -219,18 +219,29 @@ class TenantBatch:
             elif isinstance(item.order, OrderRefundedProperties):
                 refunds.append((message.event_id, item.order.order_id, item.order.total, message.occurred_at))
         self.inserted_events = await bulk.insert_events(session, tenant, events)
+        self.stored_events = {e[0]: (e[2], e[3]) for e in events}  # event id -> (name, occurred_at)
         self.inserted_orders = await bulk.insert_orders(session, tenant, orders)
         self.inserted_refunds = await bulk.insert_refunds(session, tenant, refunds)
         await bulk.insert_touches(session, touches)
 
     async def _counts(self, items: Sequence[Item]) -> None:
-        """Which of the stored events each segment event rule counts."""
+        """Which of the stored events each segment event rule counts: by name and window in memory, and by
+        ``rules_sql``'s own JSONB containment in PostgreSQL for a rule with property filters."""
         self.rule_matches: dict[str, set[str]] = {}
         if self.segments.segments:
             for rule_key, rule in self.segments.event_rules.items():
-                self.rule_matches[rule_key] = await bulk.matching_events(
-                    self.session, self.tenant_id, self.inserted_events, rule, self.now
-                )
+                if rule.where:
+                    self.rule_matches[rule_key] = await bulk.matching_events(
+                        self.session, self.tenant_id, self.inserted_events, rule, self.now
+                    )
+                    continue
+                since = self.now - timedelta(days=rule.within_days) if rule.within_days else None
+                self.rule_matches[rule_key] = {
+                    event_id
+                    for event_id in self.inserted_events
+                    for name, at in [self.stored_events[event_id]]
+                    if name == rule.event and (since is None or at >= since)
+                }
 
     # -- replay ----------------------------------------------------------------------------------------------
 
