@@ -1,5 +1,5 @@
 """Set-based reads and writes for the batch consumer: one statement per table per batch, over arrays (``unnest``)
-or one JSON document (``jsonb_to_recordset``), never a statement per event."""
+or one JSON document (``json_to_recordset``: parsed once, never built as jsonb), never a statement per event."""
 
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -354,7 +354,7 @@ async def insert_touches(session: AsyncSession, rows: Sequence[dict[str, Any]]) 
                                              template_id, status, reason, occurred_at)
                 SELECT tenant_id, event_id, touch_key, customer_id, journey_id, channel, template_id, status, reason,
                        occurred_at
-                FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS s(tenant_id text, event_id text, touch_key text,
+                FROM json_to_recordset(CAST(:rows AS json)) AS s(tenant_id text, event_id text, touch_key text,
                      customer_id text, journey_id text, channel text, template_id text, status text, reason text,
                      occurred_at timestamptz)
                 ON CONFLICT DO NOTHING
@@ -379,7 +379,7 @@ async def insert_customers(session: AsyncSession, customers: Sequence[SimpleName
         await session.execute(
             text(
                 f"INSERT INTO profile.customers ({_NAMES}) SELECT {_NAMES} "
-                f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS s({_RECORDSET})"
+                f"FROM json_to_recordset(CAST(:rows AS json)) AS s({_RECORDSET})"
             ),
             {"rows": _customer_json(customers)},
         )
@@ -391,7 +391,7 @@ async def update_customers(session: AsyncSession, customers: Sequence[SimpleName
         await session.execute(
             text(
                 f"UPDATE profile.customers c SET {_SETS} "
-                f"FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS s({_RECORDSET}) "
+                f"FROM json_to_recordset(CAST(:rows AS json)) AS s({_RECORDSET}) "
                 "WHERE c.tenant_id = s.tenant_id AND c.customer_id = s.customer_id"
             ),
             {"rows": _customer_json(customers)},

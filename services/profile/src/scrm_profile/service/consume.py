@@ -12,6 +12,7 @@ from typing import TypeAlias
 
 import orjson
 from pydantic import ValidationError
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import (
@@ -50,6 +51,13 @@ STORED_VALUE_EVENTS = {SemanticEvent.STORED_VALUE_TOPPED_UP, SemanticEvent.STORE
 ENGAGED = {TouchStatus.OPENED, TouchStatus.CLICKED, TouchStatus.REPLIED}
 Message: TypeAlias = TrackedEvent | TouchResult
 FIELDS = {model: frozenset(model.model_fields) for model in (TrackedEvent, TouchResult)}
+# Every statement the consumer runs looks rows up by tenant and by ids of the batch, and the right plan for each is
+# the same index probe whatever the tenant. A custom plan weighs the tenant by the table's statistics instead: for
+# a tenant that grew since the last ANALYZE (a new one, a big import) it expects a handful of rows and reads the
+# whole tenant through any index that starts with tenant_id, filtering the ids, on every batch (10-15 ms per
+# statement at 30,000 orders, growing with the tenant). Generic plans leave the tenant's value out, and are made
+# once per connection instead of once per statement.
+GENERIC_PLANS = text("SET LOCAL plan_cache_mode = force_generic_plan")
 
 
 def parse_record(record: Record) -> TrackedEvent | TouchResult:
@@ -107,6 +115,7 @@ class ProfileConsumer:
                 rejected = rejected or exc
         if messages:
             async with self._sessions() as session, session.begin():
+                await session.execute(GENERIC_PLANS)
                 fresh = await claim_new(session, inbox, CONSUMER, [(m.tenant_id, m.event_id) for m in messages])
                 await BatchWork(session, self._clock.now()).apply(_first_fresh(messages, fresh))
         if rejected is not None:
@@ -117,6 +126,7 @@ class ProfileConsumer:
     async def _one_by_one(self, records_in: Sequence[Record]) -> None:
         messages = [parse_record(r) for r in records_in]
         async with self._sessions() as session, session.begin():
+            await session.execute(GENERIC_PLANS)
             fresh = await claim_new(session, inbox, CONSUMER, [(m.tenant_id, m.event_id) for m in messages])
             work = EventWork(session, self._clock.now())
             for message in _first_fresh(messages, fresh):
