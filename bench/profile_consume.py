@@ -3,8 +3,11 @@
 1. Consumer: ``--events`` events (orders, refunds, identifies, page views, tracked events, stored value, 2%
    redelivered) over ``--customers`` customers, in Kafka-sized batches of ``--batch``, through the production
    handler (``ProfileConsumer``: parse, inbox claim, identity resolution, events/orders/refunds, aggregates, stage,
-   CLV with a fitted model, four segments, outbox), one transaction per batch as the consumer runner gives them.
-   Events per second, end to end. The event by event path runs on a sample of ``--single-events`` for comparison.
+   CLV with a fitted model, four segments, outbox), one transaction per batch as the consumer runner gives them:
+   split by Kafka's partitioner, ``--in-flight`` partitions applied at once, each in offset order. Events per
+   second, end to end, after a warm-up tenant and ``ANALYZE``. The same again with two consumer processes (two
+   replicas of the group on the same cores, each holding half the partitions). The event by event path runs on a
+   sample of ``--single-events`` for comparison.
 2. Ceiling: the same number of rows upserted into a table shaped like ``profile.customers``' hot columns with one
    ``INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`` per batch: what PostgreSQL alone does here.
 
@@ -15,6 +18,7 @@ Run from the workspace root:  .venv/bin/python bench/profile_consume.py [--event
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import platform
 import random
@@ -157,6 +161,32 @@ async def consume(
     return elapsed, cpu
 
 
+def _replica(db_url: str, records: list[Any], batch: int, in_flight: int, start: Any, out: Any) -> None:
+    """One consumer process of the two-process row (a child process): applies its share once both are ready."""
+    tune_gc(ServiceSettings().gc_threshold)
+    start.wait()
+    began = time.time()
+    _, cpu = asyncio.run(consume(db_url, records, batch, True, in_flight))
+    out.put((began, time.time(), cpu))
+
+
+def two_processes(db_url: str, records: list[Any], batch: int, in_flight: int) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of both) for two consumer processes, each holding half the partitions (two
+    replicas of the consumer group on the same two cores), each applying ``in_flight`` of them at once."""
+    context = multiprocessing.get_context("spawn")
+    start, out = context.Barrier(2), context.Queue()
+    halves = partitioned(records, 2)
+    children = [context.Process(target=_replica, args=(db_url, half, batch, in_flight, start, out)) for half in halves]
+    for child in children:
+        child.start()
+    finished = [out.get() for _ in children]
+    for child in children:
+        child.join()
+        if child.exitcode != 0:
+            raise RuntimeError(f"a consumer process failed (exit code {child.exitcode})")
+    return max(f[1] for f in finished) - min(f[0] for f in finished), sum(f[2] for f in finished)
+
+
 async def warm_up(db_url: str, engine: Any, args: argparse.Namespace) -> None:
     """A tenant's worth of history before the measured rounds, then ``ANALYZE``: the steady state autovacuum keeps
     (on tables it has not analyzed yet, the planner takes ``tenant_id = ...`` for a few rows and scans a whole
@@ -248,6 +278,14 @@ async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
         one = {"round": n + 1, "load": load, "records": len(records), "seconds": round(seconds, 2),
                "cpu_seconds": round(cpu, 2), "events_per_second": round(len(records) / seconds),
                "ceiling_rows_per_second": round(len(records) / raw), "written": counts}  # fmt: skip
+        if args.two_processes:
+            pair_tenant = f"{tenant}-x2"
+            await prepare(engine, pair_tenant, not args.plain)
+            pair = as_records(stream(pair_tenant, args.events, args.customers))
+            pair_s, pair_cpu = await asyncio.to_thread(two_processes, db_url, pair, args.batch, args.in_flight)
+            await written(db_url, pair_tenant)
+            one["two_processes_events_per_second"] = round(len(pair) / pair_s)
+            one["two_processes_cpu_seconds"] = round(pair_cpu, 2)
         if args.single_events:
             single_tenant = f"{tenant}-single"
             await prepare(engine, single_tenant, not args.plain)
@@ -268,7 +306,13 @@ async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
         "rounds": rounds,
         "median": {
             key: statistics.median(r[key] for r in rounds)
-            for key in ("events_per_second", "ceiling_rows_per_second", "single_events_per_second", "cpu_seconds")
+            for key in (
+                "events_per_second",
+                "two_processes_events_per_second",
+                "ceiling_rows_per_second",
+                "single_events_per_second",
+                "cpu_seconds",
+            )
             if all(key in r for r in rounds)
         },
     }
@@ -277,16 +321,16 @@ async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
 def print_table(results: dict[str, Any]) -> None:
     table = Table(title=f"profile consumer: {results['events']:,} events over {results['customers']:,} customers, "
                   f"batches of {results['batch']}, {results['partitions_in_flight']} partitions in flight")  # fmt: skip
-    for column in ("round", "load (1/5/15 min)", "consumer events/s", "event by event/s", "raw upsert rows/s", "ratio"):
+    columns = ("round", "load (1/5/15 min)", "one process events/s", "two processes events/s", "event by event/s",
+               "raw upsert rows/s", "ratio (one process)")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
-    for r in results["rounds"]:
-        table.add_row(str(r["round"]), " ".join(map(str, r["load"])), f"{r['events_per_second']:,}",
-                      f"{r.get('single_events_per_second', 0):,}", f"{r['ceiling_rows_per_second']:,}",
+    rows = [(str(r["round"]), " ".join(map(str, r["load"])), r) for r in results["rounds"]]
+    for label, load, r in [*rows, ("median", "", results["median"])]:
+        pair = r.get("two_processes_events_per_second", 0)
+        table.add_row(label, load, f"{r['events_per_second']:,.0f}", f"{pair:,.0f}",
+                      f"{r.get('single_events_per_second', 0):,.0f}", f"{r['ceiling_rows_per_second']:,.0f}",
                       f"{r['events_per_second'] / r['ceiling_rows_per_second']:.2f}")  # fmt: skip
-    m = results["median"]
-    table.add_row("median", "", f"{m['events_per_second']:,.0f}", f"{m.get('single_events_per_second', 0):,.0f}",
-                  f"{m['ceiling_rows_per_second']:,.0f}",
-                  f"{m['events_per_second'] / m['ceiling_rows_per_second']:.2f}")  # fmt: skip
     Console().print(table)
 
 
@@ -303,6 +347,12 @@ def main() -> None:
         help="partitions applied at once, as the service's consumer runner does (SCRM_CONSUMER_PARTITIONS_IN_FLIGHT)",
     )
     parser.add_argument("--single-events", type=int, default=5_000, help="event by event sample (0: skip)")
+    parser.add_argument(
+        "--no-two-processes",
+        dest="two_processes",
+        action="store_false",
+        help="skip the row with two consumer processes (two replicas on the same cores)",
+    )
     parser.add_argument("--plain", action="store_true", help="no segments and no fitted CLV model")
     parser.add_argument("--db-url", help="use this PostgreSQL (migrated) instead of starting one")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
