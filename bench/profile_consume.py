@@ -338,7 +338,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=200_000)
     parser.add_argument("--customers", type=int, default=20_000)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument(
+        "--batch",
+        type=int,
+        default=Settings().kafka.max_batch_size,
+        help="records per batch (SCRM_KAFKA__MAX_BATCH_SIZE)",
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument(
         "--in-flight",

@@ -24,16 +24,17 @@ def record(offset: int, value: bytes) -> Record:
     return ConsumerRecord("events.v1", 0, offset, 0, 0, b"k", value, None, len(b"k"), len(value), [])
 
 
-def runner(handler: Any, producer: FakeProducer) -> ConsumerRunner:
+def runner(handler: Any, producer: FakeProducer, **options: Any) -> ConsumerRunner:
     return ConsumerRunner(
-        settings=KafkaSettings(),
+        settings=options.pop("settings", KafkaSettings()),
         group="profile",
         topics=["events.v1"],
         handler=handler,
-        producer=producer,
+        producer=producer,  # type: ignore[arg-type]
         retry_attempts=3,
         retry_base_delay=0.001,
-    )  # type: ignore[arg-type]
+        **options,
+    )
 
 
 async def test_one_poison_record_is_dead_lettered_and_the_rest_applied() -> None:
@@ -179,15 +180,7 @@ async def test_partitions_in_flight_are_handled_at_once_each_in_order_and_commit
             ConsumerRecord("events.v1", p, o, 0, 0, b"k", b"v", None, 1, 1, []) for o in range(n)
         ]
 
-    r = ConsumerRunner(
-        settings=KafkaSettings(),
-        group="profile",
-        topics=["events.v1"],
-        handler=slow,
-        producer=FakeProducer(),  # type: ignore[arg-type]
-        max_records=2,
-        partitions_in_flight=2,
-    )
+    r = runner(slow, FakeProducer(), max_records=2, partitions_in_flight=2)
     consumer = FakeConsumer()
     await r._handle_concurrently(consumer, [[part(0, 5)], [part(1, 3)], [part(2, 1)]])  # type: ignore[arg-type]
     assert most == 2  # never more than the limit, and the limit is used
@@ -207,17 +200,16 @@ async def test_a_group_whose_failure_escapes_is_not_committed_and_the_others_are
         if any(r.value == b"poison" for r in records):
             raise InvalidInput("malformed record", field="value")
 
-    r = ConsumerRunner(
-        settings=KafkaSettings(),
-        group="profile",
-        topics=["events.v1"],
-        handler=handler,
-        producer=BrokenProducer(),  # type: ignore[arg-type]
-        partitions_in_flight=2,
-    )
+    r = runner(handler, BrokenProducer(), partitions_in_flight=2)
     good = (TopicPartition("events.v1", 0), [record(7, b"a")])
     bad = (TopicPartition("events.v1", 1), [ConsumerRecord("events.v1", 1, 3, 0, 0, b"k", b"poison", None, 1, 6, [])])
     consumer = FakeConsumer()
     with pytest.raises(ConnectionError, match="unreachable"):
         await r._handle_concurrently(consumer, [[good], [bad]])  # type: ignore[arg-type, list-item]
     assert {tp.partition: o for tp, o in consumer.committed.items()} == {0: 8}
+
+
+def test_a_runner_takes_its_batch_size_from_the_kafka_settings_unless_given() -> None:
+    settings = KafkaSettings(max_batch_size=750)
+    assert runner(None, FakeProducer(), settings=settings)._max_records == 750  # SCRM_KAFKA__MAX_BATCH_SIZE
+    assert runner(None, FakeProducer(), settings=settings, max_records=200)._max_records == 200

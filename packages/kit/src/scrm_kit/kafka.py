@@ -239,7 +239,7 @@ class ConsumerRunner:
         topics: Sequence[str],
         handler: BatchHandler,
         producer: AIOKafkaProducer,
-        max_records: int = 500,
+        max_records: int | None = None,
         retry_attempts: int = 6,
         retry_base_delay: float = 0.2,
         combine_partitions: bool = False,
@@ -253,7 +253,7 @@ class ConsumerRunner:
         self._settings = settings
         self._handler = handler
         self._producer = producer
-        self._max_records = max_records
+        self._max_records = max_records or settings.max_batch_size  # SCRM_KAFKA__MAX_BATCH_SIZE unless given
         self._retry_attempts = retry_attempts
         self._retry_base_delay = retry_base_delay
         # One transaction for everything a poll returned (all partitions), instead of one per partition: fewer
