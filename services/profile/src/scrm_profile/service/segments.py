@@ -77,7 +77,10 @@ class SegmentEvaluator:
     def __init__(self, segments: list[Segment]) -> None:
         self.segments = segments
         self._matchers = [matcher(segment.rule) for segment in segments]  # prepared once per batch, run per event
-        self._keys = {id(r): rule_key(r) for segment in segments for r in event_rules(segment.rule)}
+        keyed = [(rule_key(r), r) for segment in segments for r in event_rules(segment.rule)]
+        self._keys = {id(r): key for key, r in keyed}  # each rule object's key, looked up per event
+        # Every distinct event rule of the tenant's segments, by rule key.
+        self.event_rules: dict[str, EventRule] = dict(keyed)
 
     @classmethod
     async def load(cls, session: AsyncSession, tenant_id: str) -> "SegmentEvaluator":
@@ -146,18 +149,11 @@ class SegmentEvaluator:
             moves.append((segment.segment_id, member, change))
         return moves
 
-    @property
-    def event_rules(self) -> dict[str, EventRule]:
-        """Every distinct event rule of the tenant's segments, by rule key."""
-        return {rule_key(r): r for segment in self.segments for r in event_rules(segment.rule)}
-
     async def _counts(self, session: AsyncSession, customer: CustomerRow, now: datetime) -> dict[str, int]:
         counts: dict[str, int] = {}
-        for segment in self.segments:
-            for rule in event_rules(segment.rule):
-                if rule_key(rule) not in counts:
-                    query = select(event_count(rule, now, customer.tenant_id, customer.customer_id))
-                    counts[rule_key(rule)] = int((await session.execute(query)).scalar_one())
+        for key, rule in self.event_rules.items():
+            query = select(event_count(rule, now, customer.tenant_id, customer.customer_id))
+            counts[key] = int((await session.execute(query)).scalar_one())
         return counts
 
 
