@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 class Tap:
@@ -37,6 +37,16 @@ class Tap:
         batches = await self._consumer.getmany(timeout_ms=int(seconds * 1000), max_records=5000)
         for records in batches.values():
             self.records += [orjson.loads(r.value) for r in records if r.value is not None]
+
+
+async def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:
+    """A topic of the test's own, so its records meet no other test's."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, num_partitions=partitions, replication_factor=1)])
+    finally:
+        await admin.close()
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[int]:

@@ -99,14 +99,20 @@ async def test_failures_map_to_the_httpx_exceptions_the_adapters_classify(server
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
-async def test_requests_the_environment_sends_through_a_proxy_go_through_it(
-    server: Server, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def no_proxy_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    """None of the machine's proxy variables, in either case; a test sets its own on the returned monkeypatch."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
         monkeypatch.delenv(name.upper(), raising=False)
-    monkeypatch.setenv("HTTP_PROXY", server.url)  # the local server plays the forward proxy
-    monkeypatch.setenv("NO_PROXY", "direct.invalid")
+    return monkeypatch
+
+
+async def test_requests_the_environment_sends_through_a_proxy_go_through_it(
+    server: Server, no_proxy_env: pytest.MonkeyPatch
+) -> None:
+    no_proxy_env.setenv("HTTP_PROXY", server.url)  # the local server plays the forward proxy
+    no_proxy_env.setenv("NO_PROXY", "direct.invalid")
     async with build_client(concurrency=2, timeout=1.0) as client:
         answer = await client.post("http://provider.invalid/echo", content=b"via the proxy")
         assert (answer.status_code, answer.text) == (200, "via the proxy")
@@ -117,11 +123,8 @@ async def test_requests_the_environment_sends_through_a_proxy_go_through_it(
 
 
 async def test_without_proxy_variables_requests_go_straight_to_the_origin(
-    server: Server, monkeypatch: pytest.MonkeyPatch
+    server: Server, no_proxy_env: pytest.MonkeyPatch
 ) -> None:
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-        monkeypatch.delenv(name.upper(), raising=False)
     async with build_client(concurrency=2, timeout=1.0) as client:
         assert (await client.get(f"{server.url}/echo")).status_code == 200
         with pytest.raises(httpx.ConnectError):

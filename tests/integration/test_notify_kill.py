@@ -14,11 +14,11 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from scrm_contracts import TouchRequest, record_key
 from scrm_stack.launcher import Stack, free_port
 from tests.fakes.notify_providers import FakeProviders, running
+from tests.integration.kafka_tap import create_topic
 from tests.integration.notify_harness import NotifyHarness, harness
 
 CUSTOMERS = 40
@@ -59,12 +59,7 @@ def start_notify(stack: Stack, topic: str, group: str, fake_url: str) -> subproc
 
 
 async def produce(stack: Stack, topic: str, requests: list[TouchRequest]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-    finally:
-        await admin.close()
+    await create_topic(stack.kafka.bootstrap, topic)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap)
     await producer.start()
     try:

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from scrm_contracts import CustomerErased, record_key
 from scrm_kit.kafka import ConsumerRunner
@@ -20,6 +19,7 @@ from scrm_notify.service.wecom_results import WeComResults
 from scrm_notify.settings import WeComSettings
 from scrm_stack.launcher import Stack
 from tests.fakes.notify_providers import FakeProviders, Step
+from tests.integration.kafka_tap import create_topic
 from tests.integration.notify_harness import NotifyHarness, harness
 
 TASK = "externalcontact/get_groupmsg_task"
@@ -160,7 +160,7 @@ async def test_two_pollers_side_by_side_read_each_task_once_per_due_time(
 ) -> None:
     async for h in harness(isolated_db_url, fake.url, WeComSettings(result_poll_batch=2)):
         msgids = [(await handed_to_staff(h, f"cus_p{n}", f"wm_p{n}"))[1] for n in range(6)]
-        other = WeComResults(h.sessions, h.wecom_results._adapter, h.clock, h.settings.wecom)
+        other = WeComResults(h.sessions, h.wecom_results.adapter, h.clock, h.settings.wecom)
         for advance, expected in ((timedelta(minutes=1), 1), (timedelta(minutes=5), 2)):
             h.clock.advance(advance)
             while sum(await asyncio.gather(h.wecom_results.poll(), other.poll())):
@@ -174,7 +174,7 @@ async def test_results_are_read_page_by_page(notify: NotifyHarness, fake: FakePr
     for recipient, status in (("wm_a", 1), ("wm_b", 2), ("wm_c", 3)):
         fake.mass_status(recipient, status)
     credentials = await _credentials(notify)
-    answer = await notify.wecom_results._adapter.mass_results(credentials, "msg-paged", "zhang", 1)
+    answer = await notify.wecom_results.adapter.mass_results(credentials, "msg-paged", "zhang", 1)
     assert answer.error is None and answer.sent_by == {"zhang"}
     assert answer.statuses == {"wm_a": 1, "wm_b": 2, "wm_c": 3}
     cursors = [b.get("cursor") for b in reads(fake, SEND_RESULT, "msg-paged")]
@@ -324,12 +324,7 @@ async def test_welcome_through_a_real_kafka_consumer_group(
         await h.configure("wecom", corp_id="ww-test")
         await welcome_template(h, "Welcome!")
         topic = f"events-welcome-{uuid.uuid4().hex[:8]}"
-        admin = AIOKafkaAdminClient(bootstrap_servers=stack.kafka.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(topic, num_partitions=2, replication_factor=1)])
-        finally:
-            await admin.close()
+        await create_topic(stack.kafka.bootstrap, topic)
         producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap)
         await producer.start()
         runner = ConsumerRunner(

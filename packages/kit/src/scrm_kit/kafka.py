@@ -139,12 +139,14 @@ class _SharedBatch:
 
     def settle(self, ack: asyncio.Future[Any]) -> None:
         """Copy the producer's acknowledgement (or its error) to the future every caller of this batch waits on."""
-        if self.acked.done():
-            return
         error = RuntimeError("the send was cancelled") if ack.cancelled() else ack.exception()
-        if error is None:
+        if error is not None:
+            self.fail(error)
+        elif not self.acked.done():
             self.acked.set_result(None)
-        else:
+
+    def fail(self, error: BaseException) -> None:
+        if not self.acked.done():
             self.acked.set_exception(error)
             self.acked.exception()  # retrieved: callers that still wait re-raise it themselves
 
@@ -206,9 +208,7 @@ class SharedBatches:
                 try:
                     ack = await self._producer.send_batch(batch.builder, self._topic, partition=partition)
                 except Exception as exc:
-                    if not batch.acked.done():
-                        batch.acked.set_exception(exc)
-                        batch.acked.exception()  # retrieved: callers that still wait re-raise it themselves
+                    batch.fail(exc)
                     continue
                 ack.add_done_callback(batch.settle)
         finally:

@@ -12,6 +12,7 @@ import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -61,25 +62,19 @@ def tracking_row(
     }
 
 
+@dataclass(frozen=True)
 class WeComResults:
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        adapter: WeComAdapter,
-        clock: Clock,
-        settings: WeComSettings,
-    ) -> None:
-        self._sessions = sessions
-        self._adapter = adapter
-        self._clock = clock
-        self._settings = settings
+    sessions: async_sessionmaker[AsyncSession]
+    adapter: WeComAdapter
+    clock: Clock
+    settings: WeComSettings
 
     async def poll(self) -> int:
         """Read back the due mass messages (one batch) and settle their touches; return how many were due."""
-        now = self._clock.now()
-        lease_until = now + timedelta(seconds=self._settings.result_lease_seconds)
-        async with self._sessions() as session, session.begin():
-            claimed = await wecom_checks.claim_due(session, now, self._settings.result_poll_batch, lease_until)
+        now = self.clock.now()
+        lease_until = now + timedelta(seconds=self.settings.result_lease_seconds)
+        async with self.sessions() as session, session.begin():
+            claimed = await wecom_checks.claim_due(session, now, self.settings.result_poll_batch, lease_until)
             tenants = sorted({row.tenant_id for row in claimed})
             credentials = {t: await touches.credentials(session, t, "wecom") for t in tenants}
         if not claimed:
@@ -104,13 +99,13 @@ class WeComResults:
             senders = {row.sender for row in rows}
             sender = senders.pop() if len(senders) == 1 else None
             async with limit:
-                return key, await self._adapter.mass_results(found, key[1], sender, self._settings.result_page_size)
+                return key, await self.adapter.mass_results(found, key[1], sender, self.settings.result_page_size)
 
         return dict(await asyncio.gather(*(one(key, rows) for key, rows in by_message.items())))
 
     async def _settle(self, claimed: Sequence[Any], answers: dict[Key, MassResults]) -> None:
-        now = self._clock.now()
-        async with self._sessions() as session, session.begin():
+        now = self.clock.now()
+        async with self.sessions() as session, session.begin():
             held = await wecom_checks.lock_claimed(session, [(r.tenant_id, r.touch_key, r.checks) for r in claimed])
             if not held:
                 return
@@ -143,7 +138,7 @@ class WeComResults:
         """Settle one touch from WeCom's answer; True when its check is finished."""
         error = answer.error.reason if answer.error is not None else None
         status = None if error is not None else answer.statuses.get(check.external_userid, 0)
-        decided = verdict(status, now, check.give_up_at, check.checks, self._settings.result_poll_seconds, error)
+        decided = verdict(status, now, check.give_up_at, check.checks, self.settings.result_poll_seconds, error)
         if decided.action == "wait":
             check.next_check_at, check.last_error = decided.next_check_at, error
             if error is not None:

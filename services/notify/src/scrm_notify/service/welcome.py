@@ -68,24 +68,18 @@ class Welcome:
     text: str | None = None
 
 
+@dataclass(frozen=True)
 class WelcomeConsumer:
     """Batch handler of the ``notify-welcome`` consumer group (``events.v1``)."""
 
-    def __init__(
-        self,
-        sessions: async_sessionmaker[AsyncSession],
-        adapter: WeComAdapter,
-        clock: Clock,
-        settings: WeComSettings,
-    ) -> None:
-        self._sessions = sessions
-        self._adapter = adapter
-        self._clock = clock
-        self._settings = settings
+    sessions: async_sessionmaker[AsyncSession]
+    adapter: WeComAdapter
+    clock: Clock
+    settings: WeComSettings
 
     async def __call__(self, records: Sequence[Record]) -> None:
         events = [e for e in (contact_added(r) for r in records) if e is not None]
-        limit = asyncio.Semaphore(self._settings.welcome_concurrency)
+        limit = asyncio.Semaphore(self.settings.welcome_concurrency)
 
         async def one(event: TrackedEvent) -> None:
             async with limit:
@@ -99,14 +93,14 @@ class WelcomeConsumer:
 
     async def welcome(self, event: TrackedEvent) -> None:
         """Decide, record, send and settle the welcome for one contact-added event (each at most once)."""
-        async with self._sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             decided = await self._decide(session, event)
             if decided is None or not await self._record(session, decided):
                 return
         if decided.credentials is None or decided.text is None:
             return
-        deadline = event.received_at + timedelta(seconds=self._settings.welcome_window_seconds)
-        answer = await self._adapter.send_welcome(
+        deadline = event.received_at + timedelta(seconds=self.settings.welcome_window_seconds)
+        answer = await self.adapter.send_welcome(
             decided.credentials, str(event.properties["welcome_code"]), decided.text, deadline
         )
         if answer.outcome.kind != "ok":
@@ -114,16 +108,16 @@ class WelcomeConsumer:
                 "welcome message not sent",
                 extra={"touch_key": decided.touch["touch_key"], "reason": answer.outcome.reason},
             )
-        async with self._sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             await self._settle(session, decided, answer.outcome.kind, answer.errcode, answer.outcome.reason)
 
     async def _decide(self, session: AsyncSession, event: TrackedEvent) -> Welcome | None:
-        now = self._clock.now()
+        now = self.clock.now()
         tenant_id = event.tenant_id
         external_userid = str(event.properties.get("external_userid") or "")
         customer = await self._customer(session, event, external_userid)
         customer_id = customer.customer_id if customer else self._customer_id(event, external_userid)
-        template_id = self._settings.welcome_template_id
+        template_id = self.settings.welcome_template_id
         source = await touches.template(session, tenant_id, template_id, "wecom", customer.locale if customer else None)
         if source is None:
             return None  # no welcome configured for this tenant
@@ -141,9 +135,9 @@ class WelcomeConsumer:
         }
         if customer is None and await directory.is_erased(session, tenant_id, customer_id):
             return Welcome(_parked(touch, "suppressed", "customer_erased", "the customer was erased"))
-        if now - event.received_at > timedelta(seconds=self._settings.welcome_window_seconds):
+        if now - event.received_at > timedelta(seconds=self.settings.welcome_window_seconds):
             age = (now - event.received_at).total_seconds()
-            reason = f"the welcome code was {age:.0f} s old (valid {self._settings.welcome_window_seconds:.0f} s)"
+            reason = f"the welcome code was {age:.0f} s old (valid {self.settings.welcome_window_seconds:.0f} s)"
             return Welcome(_parked(touch, "suppressed", "welcome_code_expired", reason))
         credentials = await touches.credentials(session, tenant_id, "wecom")
         if credentials is None:
@@ -212,7 +206,7 @@ class WelcomeConsumer:
         ).scalar_one_or_none()
         if touch is None:  # erased meanwhile, or the lease ran out and the scheduler failed it
             return
-        now = self._clock.now()
+        now = self.clock.now()
         touch.updated_at, touch.due_at = now, None
         if kind == "ok":
             touch.status = "sent"
