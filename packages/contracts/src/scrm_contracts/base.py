@@ -1,8 +1,10 @@
 """Base models: strict for producers, tolerant for consumers."""
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, Self
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Self
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict
 
 
@@ -38,3 +40,38 @@ class Contract(BaseModel):
     def to_wire(self) -> bytes:
         """Serialise for Kafka: compact UTF-8 JSON."""
         return self.__pydantic_serializer__.to_json(self)  # model_dump_json's bytes, before it decodes them
+
+    _wire_fields: ClassVar[tuple[tuple[str, Any, bool], ...] | None] = None
+
+    @classmethod
+    def wire_of(cls, **fields: Any) -> bytes:
+        """``cls(**fields).to_wire()``'s very bytes, without building the model: for a producer's hot path whose
+        values already have the model's types (str, int, Decimal, aware datetime, dicts of JSON values; a nested
+        model as the dict its ``model_dump`` gives). Validating and serialising through pydantic costs 5-10x more.
+        Values orjson cannot write (an int past 64 bits) go through the model instead."""
+        layout = cls.__dict__.get("_wire_fields") or cls._layout()
+        document: dict[str, Any] = {}
+        for name, default, utc in layout:
+            value = fields[name] if name in fields else default() if callable(default) else default
+            document[name] = value.astimezone(UTC) if utc and value is not None else value
+        try:
+            return orjson.dumps(document, default=_wire_default, option=orjson.OPT_UTC_Z)
+        except orjson.JSONEncodeError:
+            return cls(**fields).to_wire()
+
+    @classmethod
+    def _layout(cls) -> tuple[tuple[str, Any, bool], ...]:
+        """(name, default or default factory, normalised to UTC) per field, in the model's order."""
+        layout = []
+        for name, info in cls.model_fields.items():
+            default = info.default_factory if info.default_factory is not None else info.default
+            utc = any(getattr(m, "func", None) is _aware for m in info.metadata)
+            layout.append((name, default, utc))
+        cls._wire_fields = tuple(layout)
+        return cls._wire_fields
+
+
+def _wire_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)  # pydantic writes a Decimal as its string
+    raise TypeError(f"cannot encode {type(value).__name__}")

@@ -14,12 +14,13 @@ Fields are paths into a ``CustomerSnapshot`` (``orders_count``, ``tier``, ``trai
 rules to SQL for audience queries, and both paths must agree.
 """
 
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, TypeAdapter, model_validator
 
 FieldOp = Literal[
     "eq",
@@ -225,11 +226,14 @@ def evaluate(rule: Rule, snapshot: Mapping[str, Any], now: datetime, count_event
     return _field_matches(rule, snapshot, now)
 
 
+@functools.cache
+def _rule_adapter() -> "TypeAdapter[Rule]":
+    return TypeAdapter(Rule)  # building one costs more than validating many rules: once per process
+
+
 def parse_rule(raw: Any) -> Rule:
     """Validate a JSON rule; raises pydantic.ValidationError naming the bad part."""
-    from pydantic import TypeAdapter
-
-    return TypeAdapter(Rule).validate_python(raw)
+    return _rule_adapter().validate_python(raw)
 
 
 def uses_events(rule: Rule) -> bool:

@@ -12,7 +12,7 @@ from sqlalchemy import and_, delete, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scrm_contracts import CustomerSnapshot, ProfileChange, SegmentEntered, SegmentExited
+from scrm_contracts import ProfileChange, SegmentEntered, SegmentExited
 from scrm_contracts.rules import AllRule, AnyRule, EventRule, FieldRule, NotRule, Rule, matcher, parse_rule
 from scrm_kit.outbox import enqueue
 from scrm_profile.adapters.orm import CustomerRow, SegmentMemberRow, SegmentRow, outbox
@@ -88,7 +88,7 @@ class SegmentEvaluator:
         return cls([Segment(r.segment_id, r.name, parse_rule(r.rule)) for r in rows])
 
     async def reevaluate(
-        self, session: AsyncSession, customer: CustomerRow, snapshot: CustomerSnapshot, now: datetime, cause: str
+        self, session: AsyncSession, customer: CustomerRow, snapshot: dict[str, Any], now: datetime, cause: str
     ) -> list[ProfileChange]:
         """Enter or leave segments after a change of this customer; returns the changes to publish."""
         if not self.segments:
@@ -130,7 +130,7 @@ class SegmentEvaluator:
     def moves(
         self,
         customer: CustomerRow,
-        snapshot: CustomerSnapshot,
+        snapshot: dict[str, Any],
         now: datetime,
         cause: str,
         counts: Mapping[str, int],

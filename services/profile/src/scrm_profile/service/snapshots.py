@@ -5,57 +5,60 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from scrm_contracts import Contact, CustomerSnapshot, CustomerUpdated, ProfileChange, Reachability, Topic, record_key
+from scrm_contracts import CustomerUpdated, ProfileChange, Topic, record_key
 from scrm_kit.outbox import OutgoingRecord
 from scrm_profile.adapters.orm import CustomerRow
+
+ZERO = Decimal("0")
 
 
 def _aware(value: datetime | None) -> datetime | None:
     return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
 
-def snapshot_of(customer: CustomerRow) -> CustomerSnapshot:
-    """The replicated view of a customer row."""
-    return CustomerSnapshot(
-        lifecycle_stage=customer.lifecycle_stage,  # type: ignore[arg-type]
-        tier=customer.tier,
-        owner_staff_id=customer.owner_staff_id,
-        store_id=customer.store_id,
-        timezone=customer.timezone,
-        birthday=customer.birthday,
-        membership_level=customer.membership_level,
-        membership_started_at=_aware(customer.membership_started_at),
-        membership_expires_at=_aware(customer.membership_expires_at),
-        orders_count=customer.orders_count or 0,
-        revenue_total=customer.revenue_total or Decimal("0"),
-        first_order_at=_aware(customer.first_order_at),
-        last_order_at=_aware(customer.last_order_at),
-        stored_value_balance=customer.stored_value_balance or Decimal("0"),
-        clv=customer.clv,
-        rfm_segment=customer.rfm_segment,
-        tags=list(customer.tags or []),
-        traits=dict(customer.traits or {}),
-        contact=Contact(
-            phone=customer.phone,
-            email=customer.email,
-            wecom_external_userid=(customer.traits or {}).get("wecom_external_userid"),
-            wechat_openid=(customer.traits or {}).get("wechat_openid"),
-            wechat_unionid=(customer.traits or {}).get("wechat_unionid"),
-        ),
-        reachability=Reachability(
-            wecom_staff_ids=list(customer.wecom_staff_ids or []),
-            official_account_follower=bool(customer.official_account_follower),
-            sms=customer.sms_consent,  # type: ignore[arg-type]
-            email=customer.email_consent,  # type: ignore[arg-type]
-        ),
-    )
+def snapshot_of(customer: CustomerRow) -> dict[str, Any]:
+    """The replicated view of a customer row: ``CustomerSnapshot``'s fields as its ``model_dump()`` gives them,
+    built without the model (once per applied event, where the model cost more than the rest of the snapshot's
+    work). ``tests/unit/test_snapshots.py`` holds it to the model."""
+    traits = customer.traits or {}
+    return {
+        "lifecycle_stage": customer.lifecycle_stage,
+        "tier": customer.tier,
+        "owner_staff_id": customer.owner_staff_id,
+        "store_id": customer.store_id,
+        "timezone": customer.timezone,
+        "birthday": customer.birthday,
+        "membership_level": customer.membership_level,
+        "membership_started_at": _aware(customer.membership_started_at),
+        "membership_expires_at": _aware(customer.membership_expires_at),
+        "orders_count": customer.orders_count or 0,
+        "revenue_total": customer.revenue_total or ZERO,
+        "first_order_at": _aware(customer.first_order_at),
+        "last_order_at": _aware(customer.last_order_at),
+        "stored_value_balance": customer.stored_value_balance or ZERO,
+        "clv": customer.clv,
+        "rfm_segment": customer.rfm_segment,
+        "tags": list(customer.tags or []),
+        "traits": dict(traits),
+        "contact": {
+            "phone": customer.phone,
+            "email": customer.email,
+            "wecom_external_userid": traits.get("wecom_external_userid"),
+            "wechat_openid": traits.get("wechat_openid"),
+            "wechat_unionid": traits.get("wechat_unionid"),
+        },
+        "reachability": {
+            "wecom_staff_ids": list(customer.wecom_staff_ids or []),
+            "official_account_follower": bool(customer.official_account_follower),
+            "sms": customer.sms_consent,
+            "email": customer.email_consent,
+        },
+    }
 
 
-def rule_facts(customer: CustomerRow, snapshot: CustomerSnapshot) -> dict[str, Any]:
+def rule_facts(customer: CustomerRow, snapshot: dict[str, Any]) -> dict[str, Any]:
     """What segment and journey rules see: the snapshot plus the RFM scores."""
-    facts = snapshot.model_dump(mode="python")
-    facts["rfm"] = {"r": customer.rfm_r, "f": customer.rfm_f, "m": customer.rfm_m}
-    return facts
+    return {**snapshot, "rfm": {"r": customer.rfm_r, "f": customer.rfm_f, "m": customer.rfm_m}}
 
 
 def change_record(change: ProfileChange) -> OutgoingRecord:
@@ -64,19 +67,18 @@ def change_record(change: ProfileChange) -> OutgoingRecord:
     )
 
 
-def updated_record(customer: CustomerRow, snapshot: CustomerSnapshot, cause: str, now: datetime) -> OutgoingRecord:
+def updated_record(customer: CustomerRow, snapshot: dict[str, Any], cause: str, now: datetime) -> OutgoingRecord:
     """``customer.updated`` at the customer's current version (bump the version before calling)."""
-    return change_record(
-        CustomerUpdated(
-            event_id=f"updated:{customer.customer_id}:{customer.version}:{cause}"[:300],
-            tenant_id=customer.tenant_id,
-            customer_id=customer.customer_id,
-            user_id=customer.user_id,
-            occurred_at=now,
-            version=customer.version,
-            snapshot=snapshot,
-        )
+    value = CustomerUpdated.wire_of(
+        event_id=f"updated:{customer.customer_id}:{customer.version}:{cause}"[:300],
+        tenant_id=customer.tenant_id,
+        customer_id=customer.customer_id,
+        user_id=customer.user_id,
+        occurred_at=now,
+        version=customer.version,
+        snapshot=snapshot,
     )
+    return OutgoingRecord(Topic.PROFILE_CHANGES.value, record_key(customer.tenant_id, customer.customer_id), value)
 
 
 def records(changes: Iterable[ProfileChange]) -> list[OutgoingRecord]:
