@@ -5,6 +5,8 @@ posterior of the dropout probability of a customer alive after x repeat purchase
 Gauss-Jacobi quadrature (Golub-Welsch), which stays finite for heavy buyers where the closed form's 2F1 overflows.
 """
 
+import functools
+
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy.linalg import eigh_tridiagonal
@@ -17,8 +19,12 @@ Array = NDArray[np.float64]
 _CHUNK = 1 << 15
 
 
+@functools.lru_cache(maxsize=4096)
 def beta_quadrature(a: float, b: float, nodes: int = 32) -> tuple[Array, Array]:
-    """Gauss nodes on [0, 1] and weights summing to 1 for the Beta(a, b) distribution."""
+    """Gauss nodes on [0, 1] and weights summing to 1 for the Beta(a, b) distribution (read-only arrays).
+
+    Remembered per (a, b, nodes): the consumer scores every batch with one tenant's fitted (a, b) and the few
+    distinct purchase counts its customers have, and each table costs an eigendecomposition."""
     al, be = b - 1.0, a - 1.0  # Jacobi weight (1-u)^al (1+u)^be on [-1, 1], p = (1+u)/2
     k = np.arange(nodes, dtype=np.float64)
     s = 2 * k + al + be
@@ -31,7 +37,9 @@ def beta_quadrature(a: float, b: float, nodes: int = 32) -> tuple[Array, Array]:
         off2[0] = 4 * (1 + al) * (1 + be) / ((2 + al + be) ** 2 * (3 + al + be))
     u, vectors = eigh_tridiagonal(diag, np.sqrt(off2))
     weights = vectors[0] ** 2
-    return np.clip((1 + u) / 2, 0.0, 1.0), weights / weights.sum()
+    p_nodes, w_nodes = np.clip((1 + u) / 2, 0.0, 1.0), weights / weights.sum()
+    p_nodes.flags.writeable = w_nodes.flags.writeable = False  # shared by every caller of the cache
+    return p_nodes, w_nodes
 
 
 def probability_alive(params: BgNbdParams, frequency: ArrayLike, recency: ArrayLike, T: ArrayLike) -> Array:
@@ -48,7 +56,7 @@ def probability_alive(params: BgNbdParams, frequency: ArrayLike, recency: ArrayL
 def _alive_purchases(params: BgNbdParams, times: Array, x: Array, age: Array, nodes: int) -> Array:
     """E[purchases in (T, T+t]] given alive, for each row and each t in times: shape (rows, len(times))."""
     xs, xk = np.unique(x, return_inverse=True)
-    tables = [beta_quadrature(params.a, params.b + xv, nodes) for xv in xs]
+    tables = [beta_quadrature(float(params.a), float(params.b + xv), nodes) for xv in xs]
     p_nodes, w_nodes = np.array([t[0] for t in tables]), np.array([t[1] for t in tables])
     out = np.empty((len(x), len(times)))
     for lo in range(0, len(x), _CHUNK):

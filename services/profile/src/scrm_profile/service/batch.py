@@ -10,7 +10,7 @@ order id ties to other customers go through the event by event path (``EventWork
 """
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from types import SimpleNamespace
@@ -24,7 +24,6 @@ from scrm_contracts import (
     IdentifyTraits,
     OrderCompletedProperties,
     OrderRefundedProperties,
-    ProfileChange,
     SemanticEvent,
     TouchResult,
     TrackedEvent,
@@ -56,7 +55,7 @@ from scrm_profile.service.consume import (
     stage_change,
     tracked_change,
 )
-from scrm_profile.service.snapshots import records, snapshot_of, updated_record
+from scrm_profile.service.snapshots import Change, records, snapshot_of, updated_record
 from scrm_profile.service.valuation import clv_params, score, set_value, summaries_of_facts
 
 PROPERTIES: dict[str, type[BaseModel]] = {
@@ -74,19 +73,20 @@ ZERO = Decimal("0")
 CENT = Decimal("0.01")
 
 
-def checked(message: Message) -> Message:
-    """The message if every part the handlers validate is valid; InvalidInput otherwise (before any write, so a
-    bad record is split off and dead-lettered while the rest of the batch is applied)."""
+def checked(message: Message) -> tuple[Message, BaseModel | None]:
+    """The message and its validated properties (None if its kind has none) if every part the handlers validate
+    is valid; InvalidInput otherwise (before any write, so a bad record is split off and dead-lettered while the
+    rest of the batch is applied)."""
     if isinstance(message, TouchResult):
-        return message
+        return message, None
     try:
         if message.type == "identify":
             IdentifyTraits.model_validate(message.traits)
         elif message.type == "track" and message.event in PROPERTIES:
-            PROPERTIES[message.event].model_validate(message.properties)
+            return message, PROPERTIES[message.event].model_validate(message.properties)
     except ValidationError as exc:
         raise InvalidInput(f"{message.event or message.type}: {exc}", field="properties") from exc
-    return message
+    return message, None
 
 
 def refunded(amount: Decimal, refunds: Sequence[Decimal | None]) -> Decimal:
@@ -106,10 +106,14 @@ class BatchWork:
         self.now = now
         self.events = EventWork(session, now)
 
-    async def apply(self, messages: Sequence[Message]) -> None:
+    async def apply(self, messages: Sequence[Message], properties: Mapping[int, BaseModel] | None = None) -> None:
+        """Apply fresh messages; ``properties`` holds, by ``id(message)``, properties ``checked`` validated."""
         by_tenant: dict[str, list[Item]] = defaultdict(list)
         for index, message in enumerate(messages):
-            by_tenant[message.tenant_id].append(Item(index, message))
+            order = (properties or {}).get(id(message))
+            if not isinstance(order, OrderCompletedProperties | OrderRefundedProperties):
+                order = None
+            by_tenant[message.tenant_id].append(Item(index, message, order=order))
         deferred: list[Item] = []
         for tenant_id, items in sorted(by_tenant.items()):  # one lock order for every replica
             deferred += await TenantBatch(self, tenant_id).apply(items)
@@ -301,7 +305,7 @@ class TenantBatch:
             if message.status in ENGAGED:
                 apply.touch_engagement(customer, message.occurred_at)
             return
-        changes: list[ProfileChange] = []
+        changes: list[Change] = []
         value_changed = False
         if message.type == "identify":
             changes += apply.apply_identify(customer, message, self.settings.default_country)
@@ -312,7 +316,7 @@ class TenantBatch:
             value_changed = message.event in ORDER_EVENTS
         self._finish(item, customer, changes, value_changed)
 
-    def _track(self, item: Item, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
+    def _track(self, item: Item, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
         assert event.event is not None and item.key is not None
         stored = event.event_id in self.inserted_events
         for rule_key, matches in self.rule_matches.items():
@@ -320,7 +324,7 @@ class TenantBatch:
                 self.rule_counts[rule_key][customer.customer_id] = (
                     self.rule_counts[rule_key].get(customer.customer_id, 0) + 1
                 )
-        changes: list[ProfileChange] = [tracked_change(customer, event)]
+        changes: list[Change] = [tracked_change(customer, event)]
         aggregates = self.aggregates.get(item.index)
         if aggregates is not None:
             _set_aggregates(customer, aggregates)
@@ -333,7 +337,7 @@ class TenantBatch:
             customer.stored_value_balance = balance
         return changes + apply.apply_track(customer, event)
 
-    def _finish(self, item: Item, customer: CustomerRow, changes: list[ProfileChange], value_changed: bool) -> None:
+    def _finish(self, item: Item, customer: CustomerRow, changes: list[Change], value_changed: bool) -> None:
         """``EventWork.finish`` in memory: value, stage, version, snapshot, segments, records."""
         source = cast(TrackedEvent, item.message)
         cause = source.event_id

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import TypeAlias
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,7 +21,6 @@ from scrm_contracts import (
     OrderCompletedProperties,
     OrderRecorded,
     OrderRefundedProperties,
-    ProfileChange,
     SemanticEvent,
     Topic,
     TouchResult,
@@ -31,7 +30,7 @@ from scrm_contracts import (
 from scrm_kit.clock import Clock
 from scrm_kit.errors import InvalidInput
 from scrm_kit.kafka import Record
-from scrm_kit.outbox import claim_new, enqueue
+from scrm_kit.outbox import OutgoingRecord, claim_new, enqueue
 from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.identities import Resolution, resolve
 from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow, inbox, outbox
@@ -40,7 +39,7 @@ from scrm_profile.domain.identity import identifiers_of
 from scrm_profile.domain.settings import ProfileSettings
 from scrm_profile.service import apply
 from scrm_profile.service.segments import SegmentEvaluator
-from scrm_profile.service.snapshots import records, snapshot_of, updated_record
+from scrm_profile.service.snapshots import Change, records, snapshot_of, updated_record, wire_record
 from scrm_profile.service.valuation import refresh_value
 
 logger = logging.getLogger(__name__)
@@ -72,7 +71,7 @@ def parse_record(record: Record) -> TrackedEvent | TouchResult:
         raise InvalidInput(f"malformed {record.topic} record: {exc}", field="value") from exc
 
 
-def _stage_reason(source: TrackedEvent | None, changes: list[ProfileChange]) -> str:
+def _stage_reason(source: TrackedEvent | None, changes: list[Change]) -> str:
     if source is not None and source.event == SemanticEvent.ORDER_COMPLETED:
         return "order"
     if source is not None and source.event == SemanticEvent.ORDER_REFUNDED:
@@ -102,17 +101,22 @@ class ProfileConsumer:
         from scrm_profile.service.batch import BatchWork, checked
 
         messages: list[Message] = []
+        properties: dict[int, BaseModel] = {}  # validated once here, read again by the batch's plan
         rejected: InvalidInput | None = None
         for record in records_in:
             try:
-                messages.append(checked(parse_record(record)))
+                message, props = checked(parse_record(record))
             except InvalidInput as exc:
                 rejected = rejected or exc
+                continue
+            messages.append(message)
+            if props is not None:
+                properties[id(message)] = props
         if messages:
             async with self._sessions() as session, session.begin():
                 await session.execute(GENERIC_PLANS)
                 fresh = await claim_new(session, inbox, CONSUMER, [(m.tenant_id, m.event_id) for m in messages])
-                await BatchWork(session, self._clock.now()).apply(_first_fresh(messages, fresh))
+                await BatchWork(session, self._clock.now()).apply(_first_fresh(messages, fresh), properties)
         if rejected is not None:
             # The good records are committed; failing now makes the runner retry the batch record by record:
             # the applied ones are already claimed (no effect), the bad one goes to the dead-letter topic.
@@ -139,10 +143,11 @@ def _first_fresh(messages: Sequence[Message], fresh: set[tuple[str, str]]) -> li
     return kept
 
 
-def tracked_change(customer: CustomerRow, event: TrackedEvent) -> EventTracked:
+def tracked_change(customer: CustomerRow, event: TrackedEvent) -> OutgoingRecord:
     """The ``event.tracked`` change a stored track event publishes (both consumer paths build it here)."""
     assert event.event is not None
-    return EventTracked(
+    return wire_record(
+        EventTracked,
         event_id=f"tracked:{event.event_id}",
         tenant_id=customer.tenant_id,
         customer_id=customer.customer_id,
@@ -156,9 +161,10 @@ def tracked_change(customer: CustomerRow, event: TrackedEvent) -> EventTracked:
 
 def order_recorded(
     customer: CustomerRow, event: TrackedEvent, order: OrderCompletedProperties, aggregates: Aggregates
-) -> OrderRecorded:
+) -> OutgoingRecord:
     """The ``order.recorded`` change of a new order, with the customer's aggregates after it."""
-    return OrderRecorded(
+    return wire_record(
+        OrderRecorded,
         event_id=f"order.recorded:{event.event_id}",
         tenant_id=customer.tenant_id,
         customer_id=customer.customer_id,
@@ -175,7 +181,7 @@ def order_recorded(
 def stage_change(
     customer: CustomerRow,
     previous_stage: str,
-    changes: list[ProfileChange],
+    changes: list[Change],
     cause: str,
     source: TrackedEvent | None,
     now: datetime,
@@ -233,7 +239,7 @@ class EventWork:
             identifiers = identifiers_of(event, settings.default_country)
             resolution = await resolve(self.session, event.tenant_id, identifiers, event.received_at)
         customer = resolution.customer
-        changes: list[ProfileChange] = []
+        changes: list[Change] = []
         if resolution.merged_ids:
             changes.append(
                 CustomersMerged(
@@ -269,10 +275,10 @@ class EventWork:
         customer = await repo.lock_customer(self.session, event.tenant_id, found.customer_id)
         return Resolution(customer) if customer is not None else None
 
-    async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
+    async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
         assert event.event is not None
         await repo.add_event(self.session, customer, event)
-        changes: list[ProfileChange] = [tracked_change(customer, event)]
+        changes: list[Change] = [tracked_change(customer, event)]
         if event.event == SemanticEvent.ORDER_COMPLETED:
             changes += await self._order(customer, event)
         elif event.event == SemanticEvent.ORDER_REFUNDED:
@@ -285,7 +291,7 @@ class EventWork:
         changes += apply.apply_track(customer, event)
         return changes
 
-    async def _order(self, customer: CustomerRow, event: TrackedEvent) -> list[ProfileChange]:
+    async def _order(self, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
         try:
             order = OrderCompletedProperties.model_validate(event.properties)
         except ValidationError as exc:
@@ -326,7 +332,7 @@ class EventWork:
     async def finish(
         self,
         customer: CustomerRow,
-        changes: list[ProfileChange],
+        changes: list[Change],
         cause: str,
         *,
         value_changed: bool,

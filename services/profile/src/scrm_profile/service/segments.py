@@ -12,12 +12,12 @@ from sqlalchemy import and_, delete, exists, func, literal, select
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scrm_contracts import ProfileChange, SegmentEntered, SegmentExited
+from scrm_contracts import SegmentEntered, SegmentExited
 from scrm_contracts.rules import AllRule, AnyRule, EventRule, FieldRule, NotRule, Rule, matcher, parse_rule
-from scrm_kit.outbox import enqueue
+from scrm_kit.outbox import OutgoingRecord, enqueue
 from scrm_profile.adapters.orm import CustomerRow, SegmentMemberRow, SegmentRow, outbox
 from scrm_profile.adapters.rules_sql import compile_rule, event_count
-from scrm_profile.service.snapshots import records, rule_facts
+from scrm_profile.service.snapshots import records, rule_facts, wire_record
 
 TIME_OPS = {"within_last_days", "more_than_days_ago"}
 
@@ -58,9 +58,9 @@ def rule_key(rule: EventRule) -> str:
 
 def _change(
     segment: Segment, customer_id: str, tenant_id: str, user_id: str | None, entered: bool, cause: str, now: datetime
-) -> ProfileChange:
-    model = SegmentEntered if entered else SegmentExited
-    return model(
+) -> OutgoingRecord:
+    return wire_record(
+        SegmentEntered if entered else SegmentExited,
         event_id=f"seg:{segment.segment_id}:{customer_id}:{'in' if entered else 'out'}:{cause}"[:300],
         tenant_id=tenant_id,
         customer_id=customer_id,
@@ -89,7 +89,7 @@ class SegmentEvaluator:
 
     async def reevaluate(
         self, session: AsyncSession, customer: CustomerRow, snapshot: dict[str, Any], now: datetime, cause: str
-    ) -> list[ProfileChange]:
+    ) -> list[OutgoingRecord]:
         """Enter or leave segments after a change of this customer; returns the changes to publish."""
         if not self.segments:
             return []
@@ -135,11 +135,11 @@ class SegmentEvaluator:
         cause: str,
         counts: Mapping[str, int],
         current: AbstractSet[str],
-    ) -> list[tuple[str, bool, ProfileChange]]:
+    ) -> list[tuple[str, bool, OutgoingRecord]]:
         """(segment_id, entered, change) for each segment this customer enters or leaves, given their event counts
         per rule key and their current memberships (no I/O: the batch consumer calls it with counts it keeps)."""
         facts = rule_facts(customer, snapshot)
-        moves: list[tuple[str, bool, ProfileChange]] = []
+        moves: list[tuple[str, bool, OutgoingRecord]] = []
         keys = self._keys
         for segment, match in zip(self.segments, self._matchers, strict=True):
             member = match(facts, now, lambda r: counts[keys[id(r)]])

@@ -3,9 +3,10 @@
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeAlias
 
 from scrm_contracts import CustomerUpdated, ProfileChange, Topic, record_key
+from scrm_contracts.base import Contract
 from scrm_kit.outbox import OutgoingRecord
 from scrm_profile.adapters.orm import CustomerRow
 
@@ -61,6 +62,17 @@ def rule_facts(customer: CustomerRow, snapshot: dict[str, Any]) -> dict[str, Any
     return {**snapshot, "rfm": {"r": customer.rfm_r, "f": customer.rfm_f, "m": customer.rfm_m}}
 
 
+Change: TypeAlias = ProfileChange | OutgoingRecord
+"""A change to publish: a contract model, or the record built straight from its fields (``wire_record``)."""
+
+
+def wire_record(model: type[Contract], **fields: Any) -> OutgoingRecord:
+    """The record of ``model(**fields)``, built without the model (the consumer's per-event changes)."""
+    return OutgoingRecord(
+        Topic.PROFILE_CHANGES.value, record_key(fields["tenant_id"], fields["customer_id"]), model.wire_of(**fields)
+    )
+
+
 def change_record(change: ProfileChange) -> OutgoingRecord:
     return OutgoingRecord(
         Topic.PROFILE_CHANGES.value, record_key(change.tenant_id, change.customer_id), change.to_wire()
@@ -69,7 +81,8 @@ def change_record(change: ProfileChange) -> OutgoingRecord:
 
 def updated_record(customer: CustomerRow, snapshot: dict[str, Any], cause: str, now: datetime) -> OutgoingRecord:
     """``customer.updated`` at the customer's current version (bump the version before calling)."""
-    value = CustomerUpdated.wire_of(
+    return wire_record(
+        CustomerUpdated,
         event_id=f"updated:{customer.customer_id}:{customer.version}:{cause}"[:300],
         tenant_id=customer.tenant_id,
         customer_id=customer.customer_id,
@@ -78,8 +91,7 @@ def updated_record(customer: CustomerRow, snapshot: dict[str, Any], cause: str, 
         version=customer.version,
         snapshot=snapshot,
     )
-    return OutgoingRecord(Topic.PROFILE_CHANGES.value, record_key(customer.tenant_id, customer.customer_id), value)
 
 
-def records(changes: Iterable[ProfileChange]) -> list[OutgoingRecord]:
-    return [change_record(c) for c in changes]
+def records(changes: Iterable[Change]) -> list[OutgoingRecord]:
+    return [c if isinstance(c, OutgoingRecord) else change_record(c) for c in changes]
