@@ -231,10 +231,13 @@ async def insert_identities(session: AsyncSession, tenant_id: str, rows: Sequenc
 
 
 async def insert_events(
-    session: AsyncSession, tenant_id: str, rows: Sequence[tuple[str, str, str, datetime, str]]
+    session: AsyncSession, tenant_id: str, rows: Sequence[tuple[str, str, str, datetime, dict[str, Any]]]
 ) -> dict[str, Decimal | None]:
-    """Store (event_id, customer_id, event, occurred_at, properties JSON) rows; returns the ids stored now, each
-    with the amount it moves a stored-value balance (None for other events)."""
+    """Store (event_id, customer_id, event, occurred_at, properties) rows; returns the ids stored now, each with
+    the amount it moves a stored-value balance (None for other events).
+
+    The rows go as one JSON document: binding five arrays cost the consumer twice the CPU (asyncpg encodes each
+    element of a timestamptz or text array on its own)."""
     if not rows:
         return {}
     result = await _all(
@@ -242,9 +245,9 @@ async def insert_events(
         text(
             """
             INSERT INTO profile.events (tenant_id, event_id, customer_id, event, occurred_at, properties)
-            SELECT :t, e, c, n, at, CAST(p AS jsonb)
-            FROM unnest(CAST(:e AS text[]), CAST(:c AS text[]), CAST(:n AS text[]), CAST(:at AS timestamptz[]),
-                        CAST(:p AS text[])) WITH ORDINALITY AS s(e, c, n, at, p, i)
+            SELECT :t, e, c, n, at, p
+            FROM ROWS FROM (json_to_recordset(CAST(:rows AS json)) AS (e text, c text, n text, at timestamptz, p jsonb))
+                 WITH ORDINALITY AS s(e, c, n, at, p, i)
             ORDER BY i
             ON CONFLICT DO NOTHING
             RETURNING event_id, CASE WHEN event = :topped THEN (properties->>'amount')::numeric
@@ -253,11 +256,7 @@ async def insert_events(
         ),
         {
             "t": tenant_id,
-            "e": [r[0] for r in rows],
-            "c": [r[1] for r in rows],
-            "n": [r[2] for r in rows],
-            "at": [r[3] for r in rows],
-            "p": [r[4] for r in rows],
+            "rows": dumps([{"e": e, "c": c, "n": n, "at": at, "p": p} for e, c, n, at, p in rows]),
             "topped": TOPPED,
             "spent": SPENT,
         },

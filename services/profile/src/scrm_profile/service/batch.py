@@ -212,8 +212,7 @@ class TenantBatch:
             if item.key is None or message.type != "track" or not message.event:
                 continue
             customer_id = self.states[item.key].customer_id
-            props = bulk.dumps(message.properties)
-            events.append((message.event_id, customer_id, message.event, message.occurred_at, props))
+            events.append((message.event_id, customer_id, message.event, message.occurred_at, message.properties))
             if isinstance(item.order, OrderCompletedProperties) and item.order.order_id not in self.first_order:
                 self.first_order[item.order.order_id] = message.event_id
                 o = item.order
