@@ -55,7 +55,7 @@ from scrm_profile.service.consume import (
     stage_change,
     tracked_change,
 )
-from scrm_profile.service.snapshots import Change, records, snapshot_of, updated_record
+from scrm_profile.service.snapshots import Before, Change, before_event, records, settle, updated_record
 from scrm_profile.service.valuation import clv_params, score, set_value, summaries_of_facts
 
 PROPERTIES: dict[str, type[BaseModel]] = {
@@ -132,6 +132,8 @@ class TenantBatch:
         self.members: dict[str, set[str]] = defaultdict(set)
         self.rule_counts: dict[str, dict[str, int]] = {}
         self.moved_members: set[tuple[str, str]] = set()
+        self.published: set[str] = set()  # new customers' keys once their first event is replayed
+        self.dirty: set[str] = set()  # customers whose row an event changed: the ones written back
 
     async def apply(self, items: Sequence[Item]) -> list[Item]:
         """Apply what can go set-based; returns the items left for the event by event path."""
@@ -302,8 +304,15 @@ class TenantBatch:
         customer = cast(CustomerRow, self.states[item.key])
         if isinstance(message, TouchResult):
             if message.status in ENGAGED:
+                engaged = customer.last_engagement_at
                 apply.touch_engagement(customer, message.occurred_at)
+                if customer.last_engagement_at != engaged:
+                    self.dirty.add(item.key)
             return
+        # as the event by event path: a customer this event creates is published, any other if its snapshot moves
+        created = item.key.startswith(NEW) and item.key not in self.published
+        self.published.add(item.key)
+        before = None if created else before_event(customer)
         changes: list[Change] = []
         value_changed = False
         if message.type == "identify":
@@ -313,7 +322,7 @@ class TenantBatch:
         elif message.type == "track" and message.event:
             changes += self._track(item, customer, message)
             value_changed = message.event in ORDER_EVENTS
-        self._finish(item, customer, changes, value_changed)
+        self._finish(item, customer, changes, value_changed, before)
 
     def _track(self, item: Item, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
         assert event.event is not None and item.key is not None
@@ -336,7 +345,14 @@ class TenantBatch:
             customer.stored_value_balance = balance
         return changes + apply.apply_track(customer, event)
 
-    def _finish(self, item: Item, customer: CustomerRow, changes: list[Change], value_changed: bool) -> None:
+    def _finish(
+        self,
+        item: Item,
+        customer: CustomerRow,
+        changes: list[Change],
+        value_changed: bool,
+        before: Before | None,
+    ) -> None:
         """``EventWork.finish`` in memory: value, stage, version, snapshot, segments, records."""
         source = cast(TrackedEvent, item.message)
         cause = source.event_id
@@ -347,9 +363,9 @@ class TenantBatch:
         moved = stage_change(customer, previous_stage, changes, cause, source, self.now)
         if moved is not None:
             changes.append(moved)
-        customer.version = (customer.version or 0) + 1
-        customer.updated_at = self.now
-        snapshot = snapshot_of(customer)
+        snapshot, changed, row_changed = settle(customer, before, self.now)
+        if row_changed:
+            self.dirty.add(cast(str, item.key))
         if self.segments.segments:
             counts = {k: found.get(customer.customer_id, 0) for k, found in self.rule_counts.items()}
             current = self.members[customer.customer_id]
@@ -359,7 +375,9 @@ class TenantBatch:
                 (current.add if entered else current.discard)(segment_id)
                 self.moved_members.add((segment_id, customer.customer_id))
                 changes.append(change)
-        self.outgoing += [*records(changes), updated_record(customer, snapshot, cause, self.now)]
+        self.outgoing += records(changes)
+        if changed:
+            self.outgoing.append(updated_record(customer, snapshot, cause, self.now))
         _as_stored(self.states[item.key])  # type: ignore[index]
 
     # -- writing ---------------------------------------------------------------------------------------------
@@ -368,7 +386,8 @@ class TenantBatch:
         session, tenant = self.session, self.tenant_id
         touched = {i.key for i in plan.items if i.key in self.states}
         await bulk.insert_customers(session, [self.states[k] for k in touched if k.startswith(NEW)])
-        await bulk.update_customers(session, [self.states[k] for k in touched if not k.startswith(NEW)])
+        # a customer whose events changed nothing (product views, known traits again) keeps its row as it is
+        await bulk.update_customers(session, [self.states[k] for k in touched & self.dirty if not k.startswith(NEW)])
         # an order with no refund keeps the refunded amount it was stored with (0, or its amount if negative)
         await bulk.apply_refunds(
             session,

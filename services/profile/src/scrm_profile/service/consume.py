@@ -39,7 +39,7 @@ from scrm_profile.domain.identity import identifiers_of
 from scrm_profile.domain.settings import ProfileSettings
 from scrm_profile.service import apply
 from scrm_profile.service.segments import SegmentEvaluator
-from scrm_profile.service.snapshots import Change, records, snapshot_of, updated_record, wire_record
+from scrm_profile.service.snapshots import Before, Change, before_event, records, settle, updated_record, wire_record
 from scrm_profile.service.valuation import refresh_value
 
 logger = logging.getLogger(__name__)
@@ -239,6 +239,8 @@ class EventWork:
             identifiers = identifiers_of(event, settings.default_country)
             resolution = await resolve(self.session, event.tenant_id, identifiers, event.received_at)
         customer = resolution.customer
+        # a new or merged customer is always published; any other only if this event changes its snapshot
+        before = None if resolution.created or resolution.merged_ids else before_event(customer)
         changes: list[Change] = []
         if resolution.merged_ids:
             changes.append(
@@ -264,7 +266,7 @@ class EventWork:
         elif event.type == "track" and event.event:
             changes += await self._apply_track(customer, event)
             value_changed = value_changed or event.event in ORDER_EVENTS
-        await self.finish(customer, changes, event.event_id, value_changed=value_changed, source=event)
+        await self.finish(customer, changes, event.event_id, value_changed=value_changed, source=event, before=before)
 
     async def _known_customer(self, event: TrackedEvent) -> Resolution | None:
         """The platform's own events name our customer id: no identity resolution, never a merge."""
@@ -325,8 +327,9 @@ class EventWork:
         if owner is not None and owner != customer.customer_id:
             other = await repo.lock_customer(self.session, event.tenant_id, owner)
             if other is not None:
+                before = before_event(other)
                 await repo.refresh_aggregates(self.session, other)
-                await self.finish(other, [], event.event_id, value_changed=True, source=event)
+                await self.finish(other, [], event.event_id, value_changed=True, source=event, before=before)
         await repo.refresh_aggregates(self.session, customer)
 
     async def finish(
@@ -337,8 +340,11 @@ class EventWork:
         *,
         value_changed: bool,
         source: TrackedEvent | None = None,
+        before: Before | None = None,
     ) -> None:
-        """Stage, value, segments; bump the version; publish every change and the new snapshot."""
+        """Stage, value, segments; publish every change, and the new snapshot at the next version unless it equals
+        ``before``'s (an event that changed nothing others see, such as a product view, publishes no
+        ``customer.updated``); ``updated_at`` moves only if the row changed (``snapshots.settle``)."""
         settings = await self.settings(customer.tenant_id)
         previous_stage = customer.lifecycle_stage
         if value_changed:
@@ -347,13 +353,12 @@ class EventWork:
         moved = stage_change(customer, previous_stage, changes, cause, source, self.now)
         if moved is not None:
             changes.append(moved)
-        customer.version = (customer.version or 0) + 1
-        customer.updated_at = self.now
-        snapshot = snapshot_of(customer)
+        snapshot, changed, _ = settle(customer, before, self.now)
         evaluator = await self.segments(customer.tenant_id)
         changes += await evaluator.reevaluate(self.session, customer, snapshot, self.now, cause)
         await self.session.flush()
-        await enqueue(self.session, outbox, [*records(changes), updated_record(customer, snapshot, cause, self.now)])
+        snapshots = [updated_record(customer, snapshot, cause, self.now)] if changed else []
+        await enqueue(self.session, outbox, [*records(changes), *snapshots])
 
     async def record_touch(self, result: TouchResult) -> None:
         owner = await repo.add_touch(

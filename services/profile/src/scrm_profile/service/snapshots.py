@@ -1,8 +1,10 @@
 """The customer as other services see it (``customer.updated``), and the outgoing change records."""
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any, TypeAlias
 
 from scrm_contracts import CustomerUpdated, ProfileChange, Topic, record_key
@@ -55,6 +57,41 @@ def snapshot_of(customer: CustomerRow) -> dict[str, Any]:
             "email": customer.email_consent,
         },
     }
+
+
+ROW_COLUMNS = tuple(c.name for c in CustomerRow.__table__.columns)
+
+
+@dataclass(frozen=True, slots=True)
+class Before:
+    """A customer as it stood before an event: what other services saw of it, and its row."""
+
+    snapshot: dict[str, Any]
+    row: dict[str, Any]
+
+
+def _row(customer: CustomerRow) -> dict[str, Any]:
+    if isinstance(customer, SimpleNamespace):  # the batch's customers hold exactly the row's columns
+        return vars(customer)
+    return {name: getattr(customer, name) for name in ROW_COLUMNS}
+
+
+def before_event(customer: CustomerRow) -> Before:
+    return Before(snapshot_of(customer), dict(_row(customer)))
+
+
+def settle(customer: CustomerRow, before: Before | None, now: datetime) -> tuple[dict[str, Any], bool, bool]:
+    """After an event: (the snapshot, whether to publish it, whether the row changed). The version moves only with
+    the snapshot and ``updated_at`` only with the row; ``before`` None (a customer the event created or merged, an
+    operator's change) publishes and writes whatever changed."""
+    snapshot = snapshot_of(customer)
+    published = before is None or snapshot != before.snapshot
+    if published:
+        customer.version = (customer.version or 0) + 1
+    row_changed = published or _row(customer) != before.row  # type: ignore[union-attr]
+    if row_changed:
+        customer.updated_at = now
+    return snapshot, published, row_changed
 
 
 def rule_facts(customer: CustomerRow, snapshot: dict[str, Any]) -> dict[str, Any]:
