@@ -121,11 +121,11 @@ class ProfileHarness:
             )
 
     async def outbox_changes(self, tenant_id: str, change_type: str) -> list[dict[str, Any]]:
-        """Changes this tenant's customers published (the relay may already have sent some: read both)."""
+        """Changes this tenant's customers published, in the order they were (no relay runs on this database)."""
         import orjson
 
         async with self.sessions() as session:
-            rows = (await session.execute(text("SELECT value FROM profile.outbox"))).scalars().all()
+            rows = (await session.execute(text("SELECT value FROM profile.outbox ORDER BY id"))).scalars().all()
         found = [orjson.loads(v) for v in rows]
         return [c for c in found if c.get("tenant_id") == tenant_id and c.get("type") == change_type]
 
