@@ -10,18 +10,18 @@ from tests.conftest import TenantCredentials
 from tests.integration.profile_harness import ProfileHarness, event, harness, order
 
 
-@pytest.fixture
-async def profile(isolated_db_url: str) -> AsyncIterator[ProfileHarness]:
+@pytest.fixture(params=[True, False], ids=["batch", "event by event"])
+async def profile(isolated_db_url: str, request: pytest.FixtureRequest) -> AsyncIterator[ProfileHarness]:
+    """The harness, its consumer applying batches set-based or event by event: both paths keep the same rule."""
     async for h in harness(isolated_db_url):
+        h.consumer = ProfileConsumer(h.sessions, h.clock, batched=request.param)
         yield h
 
 
-@pytest.mark.parametrize("batched", [True, False], ids=["batch", "event by event"])
 async def test_only_events_that_change_the_snapshot_publish_one(
-    profile: ProfileHarness, tenant: TenantCredentials, batched: bool
+    profile: ProfileHarness, tenant: TenantCredentials
 ) -> None:
     t = tenant.tenant_id
-    profile.consumer = ProfileConsumer(profile.sessions, profile.clock, batched=batched)
     stream = [
         event(t, "s1", kind="identify", traits={"plan": "pro"}, event_id="s-new"),  # creates the customer
         event(t, "s1", "Viewed Product", properties={"sku": "a"}, event_id="s-view-1"),
@@ -49,12 +49,10 @@ async def test_only_events_that_change_the_snapshot_publish_one(
     assert customer is not None and customer.version == 3 and customer.last_engagement_at is not None
 
 
-@pytest.mark.parametrize("batched", [True, False], ids=["batch", "event by event"])
 async def test_the_row_is_written_only_when_an_event_changes_it(
-    profile: ProfileHarness, tenant: TenantCredentials, batched: bool
+    profile: ProfileHarness, tenant: TenantCredentials
 ) -> None:
     t = tenant.tenant_id
-    profile.consumer = ProfileConsumer(profile.sessions, profile.clock, batched=batched)
     await profile.feed([event(t, "r1", "Tags Changed", properties={"add": ["tea"]}), event(t, "r2", kind="page")])
     created = profile.clock.now()
     profile.clock.advance(timedelta(hours=1))
