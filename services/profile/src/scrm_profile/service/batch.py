@@ -132,7 +132,7 @@ class TenantBatch:
         self.members: dict[str, set[str]] = defaultdict(set)
         self.rule_counts: dict[str, dict[str, int]] = {}
         self.moved_members: set[tuple[str, str]] = set()
-        self.published: set[str] = set()  # new customers' keys once their first event is replayed
+        self.replayed: set[str] = set()  # customers with an event replayed: a new one's first event creates it
         self.dirty: set[str] = set()  # customers whose row an event changed: the ones written back
 
     async def apply(self, items: Sequence[Item]) -> list[Item]:
@@ -310,8 +310,8 @@ class TenantBatch:
                     self.dirty.add(item.key)
             return
         # as the event by event path: a customer this event creates is published, any other if its snapshot moves
-        created = item.key.startswith(NEW) and item.key not in self.published
-        self.published.add(item.key)
+        created = item.key.startswith(NEW) and item.key not in self.replayed
+        self.replayed.add(item.key)
         before = None if created else before_event(customer)
         changes: list[Change] = []
         value_changed = False

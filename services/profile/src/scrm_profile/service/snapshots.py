@@ -22,7 +22,7 @@ def _aware(value: datetime | None) -> datetime | None:
 def snapshot_of(customer: CustomerRow) -> dict[str, Any]:
     """The replicated view of a customer row: ``CustomerSnapshot``'s fields as its ``model_dump()`` gives them,
     built without the model (once per applied event, where the model cost more than the rest of the snapshot's
-    work). ``tests/unit/test_snapshots.py`` holds it to the model."""
+    work). ``services/profile/tests/unit/test_snapshots.py`` holds it to the model."""
     traits = customer.traits or {}
     return {
         "lifecycle_stage": customer.lifecycle_stage,
@@ -85,10 +85,13 @@ def settle(customer: CustomerRow, before: Before | None, now: datetime) -> tuple
     the snapshot and ``updated_at`` only with the row; ``before`` None (a customer the event created or merged, an
     operator's change) publishes and writes whatever changed."""
     snapshot = snapshot_of(customer)
-    published = before is None or snapshot != before.snapshot
+    if before is None:
+        published = row_changed = True
+    else:
+        published = snapshot != before.snapshot
+        row_changed = published or _row(customer) != before.row
     if published:
         customer.version = (customer.version or 0) + 1
-    row_changed = published or _row(customer) != before.row  # type: ignore[union-attr]
     if row_changed:
         customer.updated_at = now
     return snapshot, published, row_changed
@@ -117,7 +120,7 @@ def change_record(change: ProfileChange) -> OutgoingRecord:
 
 
 def updated_record(customer: CustomerRow, snapshot: dict[str, Any], cause: str, now: datetime) -> OutgoingRecord:
-    """``customer.updated`` at the customer's current version (bump the version before calling)."""
+    """``customer.updated`` at the customer's current version (``settle`` or the caller moves it first)."""
     return wire_record(
         CustomerUpdated,
         event_id=f"updated:{customer.customer_id}:{customer.version}:{cause}"[:300],
