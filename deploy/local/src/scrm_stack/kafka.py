@@ -21,6 +21,18 @@ logger = logging.getLogger(__name__)
 KAFKA_VERSION = "4.1.1"
 LOG4J_VERSION = "2.24.3"
 
+
+def new_cluster_id() -> str:
+    """A random KRaft cluster id: 16 random bytes in URL-safe base64 without padding, as ``kafka-storage
+    random-uuid`` prints. Like Kafka's ``Uuid.randomUuid`` it never starts with ``-``: the storage tool's argument
+    parser would read such an id as an option and refuse to format (one id in 64 did, at random).
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
+
+
 POM = f"""<project xmlns="http://maven.apache.org/POM/4.0.0">
   <modelVersion>4.0.0</modelVersion>
   <groupId>scrm.local</groupId>
@@ -189,8 +201,7 @@ class KafkaBroker:
         (self.data_dir / "log4j2.properties").write_text(LOG4J2)
         classpath = f"{self._libs()}/*"
         if not (self.data_dir / "kraft" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
-            subprocess.run(
+            formatted = subprocess.run(
                 [
                     "java",
                     "-cp",
@@ -200,13 +211,18 @@ class KafkaBroker:
                     "kafka.tools.StorageTool",
                     "format",
                     "-t",
-                    cluster_id,
+                    new_cluster_id(),
                     "-c",
                     str(config),
                 ],
-                check=True,
                 capture_output=True,
+                text=True,
             )
+            if formatted.returncode != 0:
+                raise RuntimeError(
+                    f"kafka-storage format failed (exit {formatted.returncode}): "
+                    f"{(formatted.stderr or formatted.stdout).strip()[-2000:]}"
+                )
         heap = os.environ.get("SCRM_KAFKA_HEAP", "768m")
         return subprocess.Popen(
             [
