@@ -1,4 +1,5 @@
-"""Profile consumer throughput on a real PostgreSQL (started here on a free port), beside a raw upsert ceiling.
+"""Profile consumer throughput on a real PostgreSQL (started here on a free port), beside a raw upsert ceiling
+and the floor of the writes every event needs.
 
 1. Consumer: ``--events`` events (orders, refunds, identifies, page views, tracked events, stored value, 2%
    redelivered) over ``--customers`` customers, in Kafka-sized batches of ``--batch``, through the production
@@ -11,6 +12,9 @@
    partitions). The event by event path runs on a sample of ``--single-events`` for comparison.
 2. Ceiling: the same number of rows upserted into a table shaped like ``profile.customers``' hot columns with one
    ``INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`` per batch: what PostgreSQL alone does here.
+3. Floor: only the writes every event needs (inbox claim, event row, one customer update per batch, one outbox
+   record), in the consumer's own statement shapes with values prepared beforehand, two sessions at once: events
+   per second and PostgreSQL's CPU per event. What the two cores have left beside it is the consumer's budget.
 
 Every round uses a fresh tenant; medians over ``--repeats`` rounds. Writes bench/results/profile_consume.json.
 Run from the workspace root:  .venv/bin/python bench/profile_consume.py [--events N] [--customers N]
@@ -259,6 +263,72 @@ async def ceiling(db_url: str, rows: int, customers: int, batch: int) -> float:
     return elapsed
 
 
+FLOOR_STATEMENTS = (
+    "INSERT INTO profile.inbox (consumer, tenant_id, event_id) SELECT 'profile', :t, unnest(CAST(:ids AS text[])) "
+    "ON CONFLICT DO NOTHING RETURNING event_id",
+    "INSERT INTO profile.events (tenant_id, event_id, customer_id, event, occurred_at, properties) "
+    "SELECT :t, e, c, n, at, CAST(p AS jsonb) FROM unnest(CAST(:ids AS text[]), CAST(:customers AS text[]), "
+    "CAST(:names AS text[]), CAST(:at AS timestamptz[]), CAST(:props AS text[])) AS s(e, c, n, at, p) "
+    "ON CONFLICT DO NOTHING RETURNING event_id",
+    "UPDATE profile.customers c SET last_engagement_at = s.at, updated_at = s.at, version = c.version + 1 "
+    "FROM unnest(CAST(:distinct AS text[]), CAST(:last AS timestamptz[])) AS s(id, at) "
+    "WHERE c.tenant_id = :t AND c.customer_id = s.id",
+    "INSERT INTO profile.outbox (topic, key, value) SELECT 'profile.changes.v1', k, v "
+    "FROM unnest(CAST(:keys AS bytea[]), CAST(:values AS bytea[])) AS s(k, v)",
+)
+
+
+async def floor(
+    db_url: str, events: int, customers: int, batch: int, connections: int = 2
+) -> tuple[float, float | None]:
+    """(seconds, PostgreSQL's CPU seconds where Linux tells it) for only the writes every event needs, in the
+    consumer's own statement shapes: the inbox claim, the event row, one update per customer per batch, one outbox
+    record per event; values prepared beforehand, ``connections`` sessions at once (both cores), one transaction
+    per batch. What is left of the machine beside this is the consumer's budget."""
+    engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
+    tenant = f"bench-{os.getpid()}-floor-{time.monotonic_ns()}"
+    async with engine.begin() as conn:
+        await conn.execute(
+            text(
+                "INSERT INTO profile.customers (tenant_id, customer_id, lifecycle_stage, orders_count, revenue_total,"
+                " created_at, updated_at, traits, tags, stored_value_balance, wecom_staff_ids,"
+                " official_account_follower, sms_consent, email_consent, version)"
+                " SELECT :t, 'cus_' || g, 'prospect', 0, 0, :now, :now, '{}', '{}', 0, '{}', false, 'unknown',"
+                " 'unknown', 0 FROM generate_series(0, :n - 1) AS g"
+            ),
+            {"t": tenant, "now": NOW, "n": customers},
+        )
+    rng = random.Random(7)
+    shares: list[list[dict[str, Any]]] = [[] for _ in range(connections)]
+    for lo in range(0, events, batch):
+        k = (lo // batch) % connections  # each session its own customers, as partitions keep them
+        share, size = shares[k], min(batch, events - lo)
+        owners = [f"cus_{rng.randrange(customers // connections) * connections + k}" for _ in range(size)]
+        ids = [f"f{lo + n}" for n in range(size)]
+        at = [NOW + timedelta(seconds=lo + n) for n in range(size)]
+        last = dict(zip(owners, at, strict=True))
+        props = [orjson.dumps({"sku": f"sku-{n % 500}", "price": n}).decode() for n in range(size)]
+        share.append({"t": tenant, "ids": ids, "customers": owners, "names": ["Viewed Product"] * size, "at": at,
+                      "props": props, "distinct": sorted(last), "last": [last[c] for c in sorted(last)],
+                      "keys": [f"{tenant}:{c}".encode() for c in owners],
+                      "values": [orjson.dumps({"event_id": i, "properties": p})
+                                 for i, p in zip(ids, props, strict=True)]})  # fmt: skip
+
+    async def apply(batches: list[dict[str, Any]]) -> None:
+        for params in batches:
+            async with engine.begin() as conn:
+                for statement in FLOOR_STATEMENTS:
+                    await conn.execute(text(statement), params)
+
+    busy, cpu, started = machine_cpu_seconds(), time.process_time(), time.perf_counter()
+    await asyncio.gather(*(apply(share) for share in shares))
+    elapsed, cpu, busy_after = time.perf_counter() - started, time.process_time() - cpu, machine_cpu_seconds()
+    async with engine.begin() as conn:
+        await conn.execute(text("TRUNCATE profile.outbox"))
+    await engine.dispose()
+    return elapsed, None if busy is None or busy_after is None else busy_after - busy - cpu
+
+
 async def written(db_url: str, tenant: str) -> dict[str, int]:
     engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
     counts = {}
@@ -290,9 +360,12 @@ async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
         other = None if busy is None or busy_after is None else round((busy_after - busy - cpu) / len(records) * 1e6)
         counts = await written(db_url, tenant)
         raw = await ceiling(db_url, len(records), args.customers, args.batch)
+        floor_s, floor_cpu = await floor(db_url, len(records), args.customers, args.batch)
         one = {"round": n + 1, "load": load, "records": len(records), "seconds": round(seconds, 2),
                "cpu_seconds": round(cpu, 2), "events_per_second": round(len(records) / seconds),
                "ceiling_rows_per_second": round(len(records) / raw), "written": counts,
+               "floor_events_per_second": round(len(records) / floor_s),
+               "floor_postgres_cpu_us_per_event": None if floor_cpu is None else round(floor_cpu / len(records) * 1e6),
                "consumer_cpu_us_per_event": round(cpu / len(records) * 1e6),
                "other_cpu_us_per_event": other}  # fmt: skip
         if args.two_processes:
@@ -327,6 +400,8 @@ async def run(db_url: str, args: argparse.Namespace) -> dict[str, Any]:
                 "events_per_second",
                 "two_processes_events_per_second",
                 "ceiling_rows_per_second",
+                "floor_events_per_second",
+                "floor_postgres_cpu_us_per_event",
                 "single_events_per_second",
                 "cpu_seconds",
                 "consumer_cpu_us_per_event",
@@ -341,7 +416,8 @@ def print_table(results: dict[str, Any]) -> None:
     table = Table(title=f"profile consumer: {results['events']:,} events over {results['customers']:,} customers, "
                   f"batches of {results['batch']}, {results['partitions_in_flight']} partitions in flight")  # fmt: skip
     columns = ("round", "load (1/5/15 min)", "one process events/s", "two processes events/s", "event by event/s",
-               "raw upsert rows/s", "ratio (one process)", "CPU µs/event: consumer + rest")  # fmt: skip
+               "raw upsert rows/s", "required writes only events/s (PG µs/event)", "ratio (one process)",
+               "CPU µs/event: consumer + rest")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="right")
     rows = [(str(r["round"]), " ".join(map(str, r["load"])), r) for r in results["rounds"]]
@@ -349,6 +425,7 @@ def print_table(results: dict[str, Any]) -> None:
         pair = r.get("two_processes_events_per_second", 0)
         table.add_row(label, load, f"{r['events_per_second']:,.0f}", f"{pair:,.0f}",
                       f"{r.get('single_events_per_second', 0):,.0f}", f"{r['ceiling_rows_per_second']:,.0f}",
+                      f"{r['floor_events_per_second']:,.0f} ({r.get('floor_postgres_cpu_us_per_event', '?')})",
                       f"{r['events_per_second'] / r['ceiling_rows_per_second']:.2f}",
                       f"{r.get('consumer_cpu_us_per_event', 0)} + {r.get('other_cpu_us_per_event', '?')}")  # fmt: skip
     Console().print(table)
