@@ -32,16 +32,18 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Coroutine
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from aiokafka.structs import ConsumerRecord
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import text
+from uvicorn.loops.auto import auto_loop_factory
 
 from scrm_contracts import Topic, TrackedEvent
 from scrm_kit.clock import FixedClock
@@ -53,6 +55,7 @@ from scrm_profile.service.consume import ProfileConsumer
 from scrm_profile.settings import Settings
 from scrm_stack.launcher import REPO_ROOT, Stack, StackConfig
 
+T = TypeVar("T")
 RESULTS = Path(__file__).resolve().parent / "results" / "profile_consume.json"
 NOW = datetime(2031, 6, 1, tzinfo=UTC)
 CLV_PARAMS = {
@@ -166,6 +169,13 @@ async def consume(
     return elapsed, cpu
 
 
+def on_service_loop(main: Coroutine[Any, Any, T]) -> T:
+    """Run on the event loop the service process runs its consumers on: uvicorn's (uvloop where installed, as
+    ``uvicorn[standard]`` installs it), not asyncio's default."""
+    with asyncio.Runner(loop_factory=auto_loop_factory()) as runner:
+        return runner.run(main)
+
+
 def machine_cpu_seconds() -> float | None:
     """CPU time the whole machine has spent busy (user, nice, system, irq, softirq), where Linux tells it."""
     try:
@@ -181,7 +191,7 @@ def _replica(db_url: str, records: list[Any], batch: int, in_flight: int, start:
     tune_gc(ServiceSettings().gc_threshold)
     start.wait()
     began = time.time()
-    _, cpu = asyncio.run(consume(db_url, records, batch, True, in_flight))
+    _, cpu = on_service_loop(consume(db_url, records, batch, True, in_flight))
     out.put((began, time.time(), cpu))
 
 
@@ -460,7 +470,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=RESULTS, help="where to write the JSON")
     args = parser.parse_args()
     if args.db_url:
-        results = asyncio.run(run(args.db_url, args))
+        results = on_service_loop(run(args.db_url, args))
     else:
         local = REPO_ROOT / ".local"
         state = Path(tempfile.mkdtemp(prefix="bench-profile-", dir=local if local.exists() else None))
@@ -469,7 +479,7 @@ def main() -> None:
         try:
             stack.postgres.start()
             stack.migrate()
-            results = asyncio.run(run(stack.postgres.url, args))
+            results = on_service_loop(run(stack.postgres.url, args))
         finally:
             stack.postgres.stop()
             shutil.rmtree(state, ignore_errors=True)
