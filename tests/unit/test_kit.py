@@ -152,6 +152,65 @@ def test_a_lost_database_connection_is_a_503_and_other_database_errors_stay_500s
     assert client.get("/bug").status_code == 500
 
 
+def test_nul_characters_are_found_where_they_are() -> None:
+    from scrm_kit.textcheck import nul_in_json, nul_path
+
+    assert nul_path({"needs": [{"channel": "sms", "template_id": "a\x00b"}]}) == "needs.0.template_id"
+    assert nul_path({"traits": {"ci\x00ty": "x"}}) == "traits.ci\\u0000ty"  # a key holds it
+    assert nul_path("\x00") == "body"
+    assert nul_path({"fine": ["text", 1, None, {"k": "v"}]}) is None
+    assert nul_in_json(b'{"a": {"b": "\\u0000"}}') == "a.b"
+    assert nul_in_json(b'{"a": "\\\\u0000"}') is None  # an escaped backslash, then the letters u0000: no NUL
+    assert nul_in_json(b"not json \\u0000") is None
+
+
+def test_a_nul_in_the_url_or_a_json_body_is_a_400_naming_where_before_the_handler_runs() -> None:
+    from fastapi import FastAPI
+    from fastapi.testclient import TestClient
+    from pydantic import BaseModel
+
+    from scrm_kit.runtime import RejectNul, install_error_handlers
+
+    class Need(BaseModel):
+        template_id: str
+
+    class Needs(BaseModel):
+        needs: list[Need]
+
+    app = FastAPI()
+    install_error_handlers(app)
+    app.add_middleware(RejectNul, raw_body_paths=("/raw",))
+    handled: list[object] = []
+
+    @app.get("/tasks")
+    async def tasks(staff_id: str = "") -> dict[str, str]:
+        handled.append(staff_id)
+        return {"staff_id": staff_id}
+
+    @app.post("/check")
+    async def check(body: Needs) -> dict[str, int]:
+        handled.append(body)
+        return {"needs": len(body.needs)}
+
+    @app.post("/raw")
+    async def raw(body: dict[str, str]) -> dict[str, int]:
+        handled.append(body)
+        return {"raw": len(body)}
+
+    client = TestClient(app)
+    refused = client.get("/tasks", params={"staff_id": "st\x001"})
+    assert refused.status_code == 400
+    assert refused.json()["error"]["field"] == "staff_id"
+    assert "NUL" in refused.json()["error"]["message"]
+    refused = client.post("/check", json={"needs": [{"template_id": "ok"}, {"template_id": "t\x00"}]})
+    assert (refused.status_code, refused.json()["error"]["field"]) == (400, "needs.1.template_id")
+    assert handled == []  # neither reached its handler
+    assert client.get("/tasks", params={"staff_id": "st_1"}).json() == {"staff_id": "st_1"}
+    big = {"needs": [{"template_id": f"t{n}" * 50} for n in range(2000)]}  # a body of many chunks, replayed whole
+    assert client.post("/check", json=big).json() == {"needs": 2000}
+    assert client.post("/raw", json={"a": "\x00"}).json() == {"raw": 1}  # left to the route to check
+
+
 class FakeConsumer:
     def __init__(self) -> None:
         self.committed: dict[Any, int] = {}

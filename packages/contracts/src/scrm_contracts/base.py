@@ -11,7 +11,10 @@ from pydantic import AfterValidator, BaseModel, ConfigDict
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 east of UTC, 9999-12-31 west of it: a ValueError is pydantic's validation error
+        raise ValueError("is outside the range of dates that can be written in UTC (years 1-9999)") from None
 
 
 UtcDatetime = Annotated[datetime, AfterValidator(_aware)]

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated, Protocol
+from urllib.parse import parse_qsl
 
 from aiokafka import AIOKafkaProducer
 from fastapi import APIRouter, Depends, FastAPI, Request
@@ -21,10 +22,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from scrm_kit.db import ping
 from scrm_kit.errors import InvalidInput, NotFound, RateLimited, RetryableError, ScrmError
 from scrm_kit.tenancy import TenantDirectory, Unauthorized
+from scrm_kit.textcheck import REASON as NUL_REASON
+from scrm_kit.textcheck import nul_in_json
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +148,69 @@ def _field_path(loc: Sequence[int | str]) -> str:
     return ".".join(parts) or "body"
 
 
+class RejectNul:
+    """ASGI middleware: a request with a NUL character in its path, a query parameter or a JSON body's strings is
+    answered 400 naming where, before any handler runs (PostgreSQL's text cannot hold it: ``textcheck``). Paths
+    starting with one of ``raw_body_paths`` check their own bodies (ingest's tracking API answers per message of a
+    batch, and reads gzip)."""
+
+    def __init__(self, app: ASGIApp, raw_body_paths: tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.raw_body_paths = raw_body_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        field_name = _nul_in_url(scope)
+        if field_name is None and self._json_body(scope):
+            messages = await _drain(receive)
+            field_name = nul_in_json(b"".join(m.get("body", b"") for m in messages if m["type"] == "http.request"))
+            receive = _replay(messages, receive)
+        if field_name is None:
+            await self.app(scope, receive, send)
+            return
+        await error_response(400, InvalidInput.code, f"{field_name}: {NUL_REASON}", field_name)(scope, receive, send)
+
+    def _json_body(self, scope: Scope) -> bool:
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            return False
+        if self.raw_body_paths and scope.get("path", "").startswith(self.raw_body_paths):
+            return False
+        headers = dict(scope.get("headers") or ())
+        identity = headers.get(b"content-encoding", b"").lower() in (b"", b"identity")
+        return identity and b"json" in headers.get(b"content-type", b"").lower()
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    if "\x00" in scope.get("path", ""):
+        return "path"
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        for name, value in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+            if "\x00" in name or "\x00" in value:
+                return name.replace("\x00", "\\u0000") or "query"
+    return None
+
+
+async def _drain(receive: Receive) -> list[Message]:
+    messages = []
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request" or not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replayed
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Map domain errors to HTTP in one place, with a body that names what was wrong and where."""
 
@@ -185,6 +252,7 @@ def create_app(
     title: str,
     routers: Sequence[APIRouter] = (),
     version: str = "0.1.0",
+    raw_body_paths: tuple[str, ...] = (),
 ) -> FastAPI:
     """The service's FastAPI app: lifespan starts the runtime; ops endpoints always; routers when serving API."""
 
@@ -204,6 +272,7 @@ def create_app(
 
     app = FastAPI(title=title, version=version, lifespan=lifespan)
     install_error_handlers(app)
+    app.add_middleware(RejectNul, raw_body_paths=raw_body_paths)
 
     @app.get("/healthz", response_model=HealthBody, tags=["ops"])
     async def healthz(request: Request) -> HealthBody | JSONResponse:

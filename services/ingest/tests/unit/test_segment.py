@@ -49,6 +49,14 @@ def test_clock_skew_is_corrected_with_sent_at() -> None:
         (order(properties={"order_id": "o1"}), "properties"),
         (order(event=None), "event"),
         (order(timestamp="yesterday"), "timestamp"),
+        # found by the schemathesis fuzz (a 500): the first day of the calendar east of UTC is before it in UTC
+        (order(sentAt="0001-01-01T00:00:00+00:01"), "sentAt"),
+        (order(timestamp="0001-01-01T00:00:00+08:00"), "timestamp"),
+        (order(timestamp="9999-12-31T23:59:59-01:00"), "timestamp"),
+        # PostgreSQL's text cannot hold a NUL: refused here rather than dead-lettered by every consumer downstream
+        (order(properties={"order_id": "o\x001", "total": 5}), "properties.order_id"),
+        (order(context={"page": {"title": "\x00"}}), "context.page.title"),
+        (order(userId="u\x00"), "userId"),
     ],
 )
 def test_bad_messages_name_the_field(message: dict[str, object], field: str) -> None:

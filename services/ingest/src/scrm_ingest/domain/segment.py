@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from scrm_contracts import IdentifyTraits, TrackedEvent, properties_model
 from scrm_contracts.base import UtcDatetime
+from scrm_kit.textcheck import REASON as NUL_REASON
+from scrm_kit.textcheck import nul_path
 
 MessageType = Literal["track", "identify", "page", "screen", "group", "alias"]
 MAX_FUTURE = timedelta(hours=24)
@@ -55,10 +57,15 @@ def _check_part(model: type[BaseModel], value: dict[str, Any], part: str) -> Non
         raise MessageError(f"{part}.{field}" if field != "body" else part, reason) from exc
 
 
-def to_event(raw: Any, *, tenant_id: str, kind: MessageType | None, received_at: datetime) -> TrackedEvent:
-    """Validate one Segment message and build the event to publish; raises ``MessageError``."""
+def to_event(
+    raw: Any, *, tenant_id: str, kind: MessageType | None, received_at: datetime, nul_free: bool = False
+) -> TrackedEvent:
+    """Validate one Segment message and build the event to publish; raises ``MessageError``. ``nul_free``: the
+    caller saw no escaped NUL in the raw JSON, so the message's strings need no search for one."""
     if not isinstance(raw, dict):
         raise MessageError("body", "each message must be a JSON object")
+    if not nul_free and (where := nul_path(raw)) is not None:
+        raise MessageError(where, NUL_REASON)
     try:
         message = SegmentMessage.model_validate(raw)
     except ValidationError as exc:

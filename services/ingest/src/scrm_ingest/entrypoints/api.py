@@ -29,6 +29,7 @@ from scrm_ingest.settings import Settings
 from scrm_kit.errors import InvalidInput, RateLimited
 from scrm_kit.runtime import ErrorBody, create_app, error_response
 from scrm_kit.tenancy import Tenant, TenantDirectory, Unauthorized
+from scrm_kit.textcheck import NUL_ESCAPE
 
 router = APIRouter(prefix="/v1", tags=["tracking"])
 
@@ -93,7 +94,8 @@ async def _read_capped(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _read_json(request: Request, limit: int) -> Any:
+async def _read_json(request: Request, limit: int) -> tuple[Any, bool]:
+    """The body parsed, and whether it may hold a NUL character (``textcheck``: to_event looks where)."""
     raw = await _read_capped(request, limit)
     encoding = request.headers.get("content-encoding", "").lower()
     if encoding == "gzip":
@@ -107,7 +109,7 @@ async def _read_json(request: Request, limit: int) -> Any:
     if len(raw) > limit:
         raise PayloadTooLarge(f"body is larger than {limit // 1024} KB", field="body")
     try:
-        return orjson.loads(raw)
+        return orjson.loads(raw), NUL_ESCAPE in raw
     except orjson.JSONDecodeError as exc:
         raise InvalidInput(f"body is not valid JSON: {exc}", field="body") from exc
 
@@ -140,11 +142,13 @@ def _within_rate(request: Request, tenant: Tenant, count: int) -> None:
 
 async def _accept_one(request: Request, kind: MessageType) -> Accepted:
     settings: Settings = request.app.state.settings
-    body = await _read_json(request, settings.max_event_bytes)
+    body, maybe_nul = await _read_json(request, settings.max_event_bytes)
     tenant = await _tenant(request, body)
     _within_rate(request, tenant, 1)
     try:
-        event = to_event(body, tenant_id=tenant.tenant_id, kind=kind, received_at=datetime.now(UTC))
+        event = to_event(
+            body, tenant_id=tenant.tenant_id, kind=kind, received_at=datetime.now(UTC), nul_free=not maybe_nul
+        )
     except MessageError as exc:
         raise InvalidInput(exc.message, field=exc.field) from exc
     publisher: EventPublisher = request.app.state.publisher
@@ -161,7 +165,8 @@ def _single(kind: MessageType):  # type: ignore[no-untyped-def]
     return accept
 
 
-for _kind in ("track", "identify", "page", "screen", "group", "alias"):
+TRACKING_CALLS = ("track", "identify", "page", "screen", "group", "alias")
+for _kind in TRACKING_CALLS:
     router.add_api_route(
         f"/{_kind}",
         _single(_kind),
@@ -186,7 +191,7 @@ for _kind in ("track", "identify", "page", "screen", "group", "alias"):
 async def accept_batch(request: Request) -> Accepted | JSONResponse:
     """Segment `batch`: up to 500 KB of messages, each with its own `type`."""
     settings: Settings = request.app.state.settings
-    body = await _read_json(request, settings.max_batch_bytes)
+    body, maybe_nul = await _read_json(request, settings.max_batch_bytes)
     tenant = await _tenant(request, body)
     if not isinstance(body, dict) or not isinstance(body.get("batch"), list):
         raise InvalidInput("body must be an object with a 'batch' array", field="batch")
@@ -203,7 +208,10 @@ async def accept_batch(request: Request) -> Accepted | JSONResponse:
                 item = {**item, "sentAt": body["sentAt"]}
             if isinstance(item, dict) and len(orjson.dumps(item)) > settings.max_event_bytes:
                 raise MessageError("body", f"event is larger than {settings.max_event_bytes // 1024} KB")
-            events.append(to_event(item, tenant_id=tenant.tenant_id, kind=None, received_at=received_at))
+            event = to_event(
+                item, tenant_id=tenant.tenant_id, kind=None, received_at=received_at, nul_free=not maybe_nul
+            )
+            events.append(event)
         except MessageError as exc:
             errors.append(ItemError(index=index, field=f"batch[{index}].{exc.field}", message=exc.message))
     if not events:
@@ -227,7 +235,12 @@ def app() -> FastAPI:
         application.state.publisher = publisher
         return runtime
 
-    application = create_app(runtime_factory, title="SCRM ingest", routers=[router, callbacks_router])
+    application = create_app(
+        runtime_factory,
+        title="SCRM ingest",
+        routers=[router, callbacks_router],
+        raw_body_paths=tuple(f"/v1/{kind}" for kind in (*TRACKING_CALLS, "batch", "import")),
+    )
     application.state.settings = settings
     application.state.limiter = TenantRateLimiter(
         settings.rate_limit_events_per_second, settings.rate_limit_burst_seconds, time.monotonic

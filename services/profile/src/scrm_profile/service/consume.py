@@ -31,6 +31,8 @@ from scrm_kit.clock import Clock
 from scrm_kit.errors import InvalidInput
 from scrm_kit.kafka import Record
 from scrm_kit.outbox import OutgoingRecord, claim_new, enqueue
+from scrm_kit.textcheck import NUL_ESCAPE, nul_in_json
+from scrm_kit.textcheck import REASON as NUL_REASON
 from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.identities import Resolution, resolve
 from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow, inbox, outbox
@@ -61,6 +63,9 @@ def parse_record(record: Record) -> TrackedEvent | TouchResult:
     """Decode one record of a topic this service consumes; a malformed record is a permanent error."""
     if record.value is None:
         raise InvalidInput("record has no value", field="value")
+    if NUL_ESCAPE in record.value and (where := nul_in_json(record.value)) is not None:
+        # ingest refuses these; one from elsewhere is dead-lettered with the reason instead of failing its batch
+        raise InvalidInput(f"{where}: {NUL_REASON}", field=where)
     model: type[TrackedEvent] | type[TouchResult] = (
         TouchResult if record.topic == Topic.TOUCH_RESULTS.value else TrackedEvent
     )
