@@ -58,6 +58,12 @@ def start_notify(stack: Stack, topic: str, group: str, fake_url: str) -> subproc
     return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def log_tail(stack: Stack, group: str, lines: int = 40) -> str:
+    """The end of the notify processes' log (the stack's log folder goes when the session ends)."""
+    path = stack.log_dir / f"notify-kill-{group}.log"
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:]) if path.exists() else "(no log)"
+
+
 async def produce(stack: Stack, topic: str, requests: list[TouchRequest]) -> None:
     await create_topic(stack.kafka.bootstrap, topic)
     producer = AIOKafkaProducer(bootstrap_servers=stack.kafka.bootstrap)
@@ -104,6 +110,9 @@ async def test_killing_notify_mid_batch_never_sends_a_message_twice(
         second = start_notify(stack, topic, group, url)
         try:
             for _ in range(1200):
+                assert second.poll() is None, (
+                    f"the restarted notify exited ({second.returncode}): {log_tail(stack, group)}"
+                )
                 if all(s in ("sent", "failed") for s in (await statuses(h)).values()) and len(await statuses(h)) == len(
                     requests
                 ):
@@ -117,7 +126,19 @@ async def test_killing_notify_mid_batch_never_sends_a_message_twice(
         sms_out_ids = [s.body["OutId"] for s in fake.of("sms_aliyun")]
         assert len(sms_out_ids) == len(set(sms_out_ids)), "no SMS sent twice"
         webhook = [r.touch_key for r in requests if r.channels == ["webhook"]]
-        assert all(fake.webhook_accepted[k] == 1 for k in webhook), "every webhook message accepted exactly once"
+        missed = [k for k in webhook if fake.webhook_accepted[k] != 1]
+        if missed:  # say how each ended, for the log
+            rows = await h.sql(
+                "SELECT touch_key, status, reason_code, reason, attempts FROM notify.touches "
+                "WHERE tenant_id = :t AND touch_key = ANY(:k)",
+                t=h.tenant_id,
+                k=missed,
+            )
+            sent = sum(1 for s in fake.seen if s.provider == "webhook" and s.headers.get("x-scrm-touch-key") in missed)
+            raise AssertionError(
+                f"webhook messages not accepted exactly once: {list(rows)}; requests seen: {sent}; "
+                f"the restarted notify's log ends: {log_tail(stack, group)}"
+            )
         # A send in flight at the kill may be repeated with the same key (the receiver drops it) or, for SMS,
         # failed as outcome_unknown rather than sent again: the residual window, at most one batch in flight.
         unknown = [k for k, s in final.items() if s == "failed"]
