@@ -15,6 +15,7 @@ class Tap:
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self._consumer = consumer
         self.records: list[dict[str, Any]] = []
+        self.keys: list[bytes | None] = []  # each record's key, in the order of ``records``
 
     async def collect(self, tenant_id: str, count: int, timeout: float = 20) -> list[dict[str, Any]]:
         """Wait for at least ``count`` records of the tenant; fail after ``timeout`` seconds."""
@@ -37,6 +38,7 @@ class Tap:
         batches = await self._consumer.getmany(timeout_ms=int(seconds * 1000), max_records=5000)
         for records in batches.values():
             self.records += [orjson.loads(r.value) for r in records if r.value is not None]
+            self.keys += [r.key for r in records if r.value is not None]
 
 
 async def create_topic(bootstrap: str, topic: str, partitions: int = 2) -> None:

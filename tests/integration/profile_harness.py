@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scrm_contracts import Topic, TouchResult, TrackedEvent
 from scrm_kit.clock import FixedClock
 from scrm_kit.db import build_engine, build_sessionmaker
+from scrm_kit.outbox import PACKED, unpack
 from scrm_kit.settings import DbSettings
 from scrm_profile.adapters.orm import CustomerRow
 from scrm_profile.service.consume import ProfileConsumer
@@ -120,14 +121,20 @@ class ProfileHarness:
                 (await session.execute(select(CustomerRow).where(CustomerRow.tenant_id == tenant_id))).scalars()
             )
 
-    async def outbox_changes(self, tenant_id: str, change_type: str) -> list[dict[str, Any]]:
-        """Changes this tenant's customers published, in the order they were (no relay runs on this database)."""
+    async def outbox(self, tenant_id: str) -> list[dict[str, Any]]:
+        """Every change this tenant's customers published, in the order they were (no relay runs on this database;
+        a packed row's records in their order)."""
         import orjson
 
         async with self.sessions() as session:
-            rows = (await session.execute(text("SELECT value FROM profile.outbox ORDER BY id"))).scalars().all()
-        found = [orjson.loads(v) for v in rows]
-        return [c for c in found if c.get("tenant_id") == tenant_id and c.get("type") == change_type]
+            rows = (await session.execute(text("SELECT value, headers FROM profile.outbox ORDER BY id"))).all()
+        packed = [unpack(value) if PACKED in (headers or {}) else [(b"", value)] for value, headers in rows]
+        values = [v for records in packed for _, v in records]
+        return [c for c in map(orjson.loads, values) if c.get("tenant_id") == tenant_id]
+
+    async def outbox_changes(self, tenant_id: str, change_type: str) -> list[dict[str, Any]]:
+        """Changes of one type this tenant's customers published, in the order they were."""
+        return [c for c in await self.outbox(tenant_id) if c.get("type") == change_type]
 
 
 async def harness(db_url: str) -> AsyncIterator[ProfileHarness]:

@@ -254,9 +254,7 @@ def creators(records: list[dict[str, Any]]) -> dict[str, str]:
 
 async def published(profile: ProfileHarness, tenant_id: str) -> list[dict[str, Any]]:
     """Every change record the tenant's customers published (no relay runs on this database: all still there)."""
-    async with profile.sessions() as session:
-        rows = (await session.execute(text("SELECT value FROM profile.outbox ORDER BY id"))).scalars().all()
-    return [r for r in (orjson.loads(v) for v in rows) if r["tenant_id"] == tenant_id]
+    return await profile.outbox(tenant_id)
 
 
 async def test_batch_and_event_by_event_paths_agree_on_a_random_stream(

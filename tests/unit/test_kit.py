@@ -1,5 +1,6 @@
 """Unit tests of the kit's pure parts: the consumer runner's poison isolation, settings, log masking."""
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -9,6 +10,7 @@ from aiokafka.structs import ConsumerRecord
 from scrm_kit.errors import InvalidInput, RetryableError
 from scrm_kit.kafka import ConsumerRunner, Record
 from scrm_kit.logging import mask_personal_data
+from scrm_kit.outbox import OutgoingRecord, pack, unpack
 from scrm_kit.settings import KafkaSettings, ServiceSettings
 
 
@@ -272,3 +274,14 @@ def test_a_runner_takes_its_batch_size_from_the_kafka_settings_unless_given() ->
     settings = KafkaSettings(max_batch_size=750)
     assert runner(None, FakeProducer(), settings=settings)._max_records == 750  # SCRM_KAFKA__MAX_BATCH_SIZE
     assert runner(None, FakeProducer(), settings=settings, max_records=200)._max_records == 200
+
+
+def test_packed_outbox_records_unpack_to_exactly_what_was_packed() -> None:
+    """Keys and values of every length, empty ones and bytes that look like frame headers among them."""
+    rng = random.Random(3)
+    records = [
+        OutgoingRecord("t", rng.randbytes(rng.choice([0, 1, 7, 300])), rng.randbytes(rng.choice([0, 8, 999, 70_000])))
+        for _ in range(200)
+    ]
+    assert unpack(pack(records)) == [(r.key, r.value) for r in records]
+    assert unpack(pack([])) == []

@@ -398,7 +398,7 @@ class TenantBatch:
             final = [(s, c) for s, c in self.moved_members if s in self.members[c]]
             gone = [(s, c) for s, c in self.moved_members if s not in self.members[c]]
             await bulk.write_segment_members(session, tenant, final, gone, self.now)
-        await enqueue(session, outbox, self.outgoing)
+        await enqueue(session, outbox, self.outgoing, packed=True)
 
 
 def _row(scores: tuple[np.ndarray, np.ndarray, np.ndarray], at: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -363,7 +363,7 @@ class EventWork:
         changes += await evaluator.reevaluate(self.session, customer, snapshot, self.now, cause)
         await self.session.flush()
         snapshots = [updated_record(customer, snapshot, cause, self.now)] if changed else []
-        await enqueue(self.session, outbox, [*records(changes), *snapshots])
+        await enqueue(self.session, outbox, [*records(changes), *snapshots], packed=True)
 
     async def record_touch(self, result: TouchResult) -> None:
         owner = await repo.add_touch(
