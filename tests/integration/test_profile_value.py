@@ -3,15 +3,17 @@
 import random
 from collections import defaultdict
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from sqlalchemy import text
 
+from scrm_profile.domain.clv_summary import summarise_orders
+from scrm_profile.domain.customers import OrderFact
 from scrm_profile.domain.rfm import segment_of
-from scrm_profile.service.jobs import LifecycleSweep
-from scrm_profile.service.valuation import recompute_rfm
+from scrm_profile.service.jobs import LifecycleSweep, refresh_tenant_value
+from scrm_profile.service.valuation import recompute_rfm, summaries
 from tests.conftest import TenantCredentials
 from tests.integration.profile_harness import EPOCH, ProfileHarness, event, harness, money, order
 
@@ -175,3 +177,78 @@ async def test_rfm_quintiles_and_named_segments(profile: ProfileHarness, tenant:
     assert (worst.rfm_r, worst.rfm_f, worst.rfm_m, worst.rfm_segment) == (1, 1, 1, "lost")
     for c in customers.values():
         assert c.rfm_segment == segment_of(c.rfm_r, c.rfm_f, c.rfm_m)
+
+
+async def test_a_customers_summary_in_memory_is_the_tenant_fits_summary(
+    profile: ProfileHarness, tenant: TenantCredentials
+) -> None:
+    """Per-order scoring summarises one customer's orders in Python (``summarise_orders``); the tenant-wide fit
+    summarises everyone in SQL. Random histories (several orders a day, days that start at different hours east and
+    west of UTC, partial and full refunds, negative amounts) give both the same frequency, recency, T and monetary
+    value, and the same customers (one with nothing left after refunds has no summary)."""
+    rng = random.Random(4242)
+    t = tenant.tenant_id
+    histories: dict[str, list[OrderFact]] = {}
+    rows = []
+    for c in range(60):
+        customer = f"cus_{c:04d}"
+        histories[customer] = []
+        for n in range(rng.choice([1, 1, 2, 3, 8])):
+            amount = Decimal(rng.randint(-500, 99_999)) / 100
+            refunded = rng.choice([Decimal(0), Decimal(0), amount, (amount / 3).quantize(Decimal("0.01"))])
+            zone = timezone(timedelta(hours=rng.choice([-8, 0, 8])))
+            at = (EPOCH - timedelta(days=rng.randint(0, 30), hours=rng.randint(0, 47))).astimezone(zone)
+            histories[customer].append(OrderFact(amount, refunded, at))
+            rows.append({"t": t, "o": f"{customer}-{n}", "c": customer, "a": amount, "r": refunded, "at": at})
+    async with profile.sessions() as session, session.begin():
+        await session.execute(
+            text(
+                "INSERT INTO profile.orders (tenant_id, order_id, customer_id, amount, refunded_amount, currency, "
+                "occurred_at, source_event_id) VALUES (:t, :o, :c, :a, :r, 'CNY', :at, :o)"
+            ),
+            rows,
+        )
+    now = EPOCH + timedelta(hours=5, minutes=7, seconds=3)
+    async with profile.sessions() as session:
+        in_sql = await summaries(session, t, now)
+    in_memory = summarise_orders(histories, now)
+    assert 0 < len(in_memory) < 60  # some customers have nothing left after refunds
+    assert list(in_memory.customer_id) == sorted(in_sql.customer_id, key=list(histories).index)
+    order_of = {c: n for n, c in enumerate(in_sql.customer_id)}
+    at = [order_of[c] for c in in_memory.customer_id]
+    assert list(in_memory.frequency) == list(in_sql.frequency[at])
+    assert list(in_memory.recency) == list(in_sql.recency[at])
+    assert in_memory.T == pytest.approx(in_sql.T[at], rel=1e-12)
+    assert in_memory.monetary_value == pytest.approx(in_sql.monetary_value[at], rel=1e-12)
+
+
+async def test_a_refit_scores_everyone_and_the_next_order_scores_that_customer_with_the_fit(
+    profile: ProfileHarness, tenant: TenantCredentials
+) -> None:
+    """``refresh_tenant_value`` (the schedule's and ``POST /v1/value/refresh``'s job) fits the tenant's history,
+    stores the parameters and scores every buyer; an order after it re-scores its customer with those parameters,
+    from the same summary the fit used (so a customer whose order changed nothing of the summary keeps the score)."""
+    rng = random.Random(77)
+    t = tenant.tenant_id
+    stream = []
+    for c in range(40):
+        for n in range(rng.choice([1, 1, 2, 4, 7])):
+            at = EPOCH - timedelta(days=rng.randint(1, 300), hours=rng.randint(0, 23))
+            stream.append(order(t, f"v{c:02d}", f"v{c}-o{n}", rng.randint(20, 900), at=at))
+    await profile.feed(stream, batch=100)
+    async with profile.sessions() as session, session.begin():
+        report = await refresh_tenant_value(session, t, EPOCH)
+    assert report.customers_fitted == 40 and report.bgnbd is not None and report.gamma_gamma is not None
+    scored = {c.user_id: c for c in await profile.customers(t)}
+    assert all(c.clv is not None and c.clv >= 0 and 0 <= (c.probability_alive or 0) <= 1 for c in scored.values())
+    before = scored["v00"]
+    first_day = min(m.occurred_at for m in stream if m.user_id == "v00").replace(hour=0, minute=0, second=0)
+    # a second order on the customer's first day: the summary, and so the score, stay as the fit left them
+    await profile.feed([order(t, "v00", "v00-same-day", "15", at=first_day + timedelta(minutes=1))])
+    after = await profile.customer(t, "v00")
+    assert after is not None and after.orders_count == before.orders_count + 1
+    assert (after.clv, after.expected_purchases) == (before.clv, pytest.approx(before.expected_purchases, rel=1e-12))
+    # a repeat purchase today raises what they are expected to buy
+    await profile.feed([order(t, "v00", "v00-today", "15", at=EPOCH - timedelta(hours=1))])
+    again = await profile.customer(t, "v00")
+    assert again is not None and (again.expected_purchases or 0) > (before.expected_purchases or 0)

@@ -43,6 +43,7 @@ from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.bulk import CUSTOMER_COLUMNS
 from scrm_profile.adapters.identities import new_customer_id
 from scrm_profile.adapters.orm import CustomerRow, outbox
+from scrm_profile.domain.clv_summary import summarise_orders
 from scrm_profile.domain.customers import Aggregates, OrderFact, aggregate
 from scrm_profile.service import apply
 from scrm_profile.service.batch_plan import NEW, Item, Message, NewCustomer, Plan, plan_batch
@@ -56,7 +57,7 @@ from scrm_profile.service.consume import (
     tracked_change,
 )
 from scrm_profile.service.snapshots import Before, Change, before_event, records, settle, updated_record
-from scrm_profile.service.valuation import clv_params, score, set_value, summaries_of_facts
+from scrm_profile.service.valuation import clv_params, score, set_value
 
 PROPERTIES: dict[str, type[BaseModel]] = {
     SemanticEvent.ORDER_COMPLETED: OrderCompletedProperties,
@@ -286,12 +287,7 @@ class TenantBatch:
         self.scores: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray] | None] = {}
         if self.params is None or not self.value_facts:
             return
-        rows = [
-            (str(index), f.amount, f.refunded_amount, f.occurred_at)
-            for index, facts in self.value_facts.items()
-            for f in facts
-        ]
-        summary = await summaries_of_facts(self.session, self.now, rows)
+        summary = summarise_orders({str(index): facts for index, facts in self.value_facts.items()}, self.now)
         scored = score(summary, self.params, self.settings) if len(summary) else None
         at = {int(key): n for n, key in enumerate(summary.customer_id)}
         for index in self.value_facts:

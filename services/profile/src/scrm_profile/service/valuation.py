@@ -14,19 +14,20 @@ import numpy as np
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.orm import CustomerRow, TenantSettingsRow
 from scrm_profile.domain.clv import BgNbdParams, ClvFit, GammaGammaParams, fit_clv
 from scrm_profile.domain.clv_predict import discounted_clv, expected_purchases, probability_alive
-from scrm_profile.domain.clv_summary import CustomerSummary
+from scrm_profile.domain.clv_summary import CustomerSummary, summarise_orders
 from scrm_profile.domain.rfm import segment_case_sql
 from scrm_profile.domain.settings import ProfileSettings
 
 SUMMARY_SQL = """
 WITH days AS (
-    SELECT customer_id, date_trunc('day', occurred_at) AS day, sum(amount - refunded_amount) AS value
-    FROM {source}
-    WHERE amount > refunded_amount {customer_filter}
-    GROUP BY customer_id, date_trunc('day', occurred_at)
+    SELECT customer_id, date_trunc('day', occurred_at, 'UTC') AS day, sum(amount - refunded_amount) AS value
+    FROM profile.orders
+    WHERE amount > refunded_amount AND tenant_id = :tenant
+    GROUP BY customer_id, date_trunc('day', occurred_at, 'UTC')
 )
 SELECT customer_id,
        count(*) - 1 AS frequency,
@@ -39,31 +40,10 @@ FROM days GROUP BY customer_id
 """
 
 
-async def summaries(
-    session: AsyncSession, tenant_id: str, now: datetime, customer_id: str | None = None
-) -> CustomerSummary:
-    """Per-customer (frequency, recency, T, monetary value) in days, the CLV libraries' convention."""
-    customer_filter = "AND tenant_id = :tenant" + (" AND customer_id = :customer" if customer_id else "")
-    sql = SUMMARY_SQL.format(source="profile.orders", customer_filter=customer_filter)
-    params: dict[str, Any] = {"tenant": tenant_id, "now": now, "customer": customer_id}
-    return _summary((await session.execute(text(sql), params)).all())
-
-
-FACTS_SOURCE = """unnest(CAST(:keys AS text[]), CAST(:amounts AS numeric[]), CAST(:refunded AS numeric[]),
-                         CAST(:ats AS timestamptz[])) AS o(customer_id, amount, refunded_amount, occurred_at)"""
-
-
-async def summaries_of_facts(
-    session: AsyncSession, now: datetime, facts: Sequence[tuple[str, Decimal, Decimal, datetime]]
-) -> CustomerSummary:
-    """The same summaries over order facts held in memory, (key, amount, refunded, occurred_at) rows, one summary
-    per key: the batch consumer scores a customer as they stood after each event, in one statement per batch."""
-    if not facts:
-        return _summary([])
-    sql = SUMMARY_SQL.format(source=FACTS_SOURCE, customer_filter="")
-    columns = list(zip(*facts, strict=True))
-    params = {"now": now, "keys": columns[0], "amounts": columns[1], "refunded": columns[2], "ats": columns[3]}
-    return _summary((await session.execute(text(sql), params)).all())
+async def summaries(session: AsyncSession, tenant_id: str, now: datetime) -> CustomerSummary:
+    """Every customer's (frequency, recency, T, monetary value) in days, the CLV libraries' convention, set-based
+    (``clv_summary.summarise_orders`` makes the same summary of one customer's orders in memory)."""
+    return _summary((await session.execute(text(SUMMARY_SQL), {"tenant": tenant_id, "now": now})).all())
 
 
 def _summary(rows: Sequence[Any]) -> CustomerSummary:
@@ -100,7 +80,8 @@ async def refresh_value(session: AsyncSession, customer: CustomerRow, settings: 
     params = await clv_params(session, customer.tenant_id)
     if params is None:
         return
-    summary = await summaries(session, customer.tenant_id, now, customer.customer_id)
+    facts = await repo.order_facts(session, customer.tenant_id, customer.customer_id)
+    summary = summarise_orders({customer.customer_id: facts}, now)
     set_value(customer, score(summary, params, settings) if len(summary) else None)
 
 
