@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from sqlalchemy import text
 
+from scrm_profile.adapters.orm import SegmentRow
 from scrm_profile.domain.clv_summary import summarise_orders
 from scrm_profile.domain.customers import OrderFact
 from scrm_profile.domain.rfm import segment_of
@@ -237,10 +238,19 @@ async def test_a_refit_scores_everyone_and_the_next_order_scores_that_customer_w
             stream.append(order(t, f"v{c:02d}", f"v{c}-o{n}", rng.randint(20, 900), at=at))
     await profile.feed(stream, batch=100)
     async with profile.sessions() as session, session.begin():
+        session.add(
+            SegmentRow(tenant_id=t, segment_id="dt", name="DT", rule={"field": "tier", "op": "eq", "value": "dt"})
+        )
+    async with profile.sessions() as session, session.begin():
         report = await refresh_tenant_value(session, t, EPOCH)
     assert report.customers_fitted == 40 and report.bgnbd is not None and report.gamma_gamma is not None
     scored = {c.user_id: c for c in await profile.customers(t)}
     assert all(c.clv is not None and c.clv >= 0 and 0 <= (c.probability_alive or 0) <= 1 for c in scored.values())
+    # the tiers the refresh moved bring their customers into a segment on tier at once, with no event of theirs
+    top = {c.customer_id for c in scored.values() if c.tier == "dt"}
+    assert top and await members(profile, t, "dt") == top
+    entered = await profile.outbox_changes(t, "segment.entered")
+    assert {e["customer_id"] for e in entered if e["segment_id"] == "dt"} == top
     before = scored["v00"]
     first_day = min(m.occurred_at for m in stream if m.user_id == "v00").replace(hour=0, minute=0, second=0)
     # a second order on the customer's first day: the summary, and so the score, stay as the fit left them
@@ -252,3 +262,12 @@ async def test_a_refit_scores_everyone_and_the_next_order_scores_that_customer_w
     await profile.feed([order(t, "v00", "v00-today", "15", at=EPOCH - timedelta(hours=1))])
     again = await profile.customer(t, "v00")
     assert again is not None and (again.expected_purchases or 0) > (before.expected_purchases or 0)
+
+
+async def members(profile: ProfileHarness, tenant_id: str, segment_id: str) -> set[str]:
+    async with profile.sessions() as session:
+        rows = await session.execute(
+            text("SELECT customer_id FROM profile.segment_members WHERE tenant_id = :t AND segment_id = :s"),
+            {"t": tenant_id, "s": segment_id},
+        )
+        return set(rows.scalars())

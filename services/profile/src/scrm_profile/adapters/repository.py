@@ -119,8 +119,9 @@ def restage(customer: CustomerRow, settings: ProfileSettings, now: datetime) -> 
     customer.next_stage_at = next_at
 
 
-async def add_event(session: AsyncSession, customer: CustomerRow, event: TrackedEvent) -> None:
-    await session.execute(
+async def add_event(session: AsyncSession, customer: CustomerRow, event: TrackedEvent) -> bool:
+    """Store a track event on the customer's timeline; False if it was stored before."""
+    stored = await session.execute(
         insert(EventRow)
         .values(
             tenant_id=event.tenant_id,
@@ -131,7 +132,9 @@ async def add_event(session: AsyncSession, customer: CustomerRow, event: Tracked
             properties=event.properties,
         )
         .on_conflict_do_nothing()
+        .returning(EventRow.event_id)
     )
+    return stored.first() is not None
 
 
 async def stored_value_balance(session: AsyncSession, tenant_id: str, customer_id: str) -> Decimal:

@@ -56,7 +56,15 @@ from scrm_profile.service.consume import (
     stage_change,
     tracked_change,
 )
-from scrm_profile.service.snapshots import Before, Change, before_event, records, settle, updated_record
+from scrm_profile.service.snapshots import (
+    Before,
+    Change,
+    before_event,
+    records,
+    settle,
+    snapshot_of,
+    updated_record,
+)
 from scrm_profile.service.valuation import clv_params, score, set_value
 
 PROPERTIES: dict[str, type[BaseModel]] = {
@@ -310,21 +318,25 @@ class TenantBatch:
         self.replayed.add(item.key)
         before = None if created else before_event(customer)
         changes: list[Change] = []
-        value_changed = False
+        value_changed = counted = False
         if message.type == "identify":
             changes += apply.apply_identify(customer, message, self.settings.default_country)
         elif message.type in ("page", "screen"):
             apply.touch_engagement(customer, message.occurred_at)
         elif message.type == "track" and message.event:
-            changes += self._track(item, customer, message)
+            tracked, counted = self._track(item, customer, message)
+            changes += tracked
             value_changed = message.event in ORDER_EVENTS
-        self._finish(item, customer, changes, value_changed, before)
+        self._finish(item, customer, changes, value_changed, before, counted)
 
-    def _track(self, item: Item, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
+    def _track(self, item: Item, customer: CustomerRow, event: TrackedEvent) -> tuple[list[Change], bool]:
+        """The event's changes, and whether a segment's event rule counts it."""
         assert event.event is not None and item.key is not None
         stored = event.event_id in self.inserted_events
+        counted = False
         for rule_key, matches in self.rule_matches.items():
             if stored and event.event_id in matches:
+                counted = True
                 self.rule_counts[rule_key][customer.customer_id] = (
                     self.rule_counts[rule_key].get(customer.customer_id, 0) + 1
                 )
@@ -339,7 +351,7 @@ class TenantBatch:
             balance = self.balances.get(item.key, ZERO) + (delta if delta is not None else ZERO)
             self.balances[item.key] = balance
             customer.stored_value_balance = balance
-        return changes + apply.apply_track(customer, event)
+        return changes + apply.apply_track(customer, event), counted
 
     def _finish(
         self,
@@ -348,8 +360,9 @@ class TenantBatch:
         changes: list[Change],
         value_changed: bool,
         before: Before | None,
+        counted: bool,
     ) -> None:
-        """``EventWork.finish`` in memory: value, stage, version, snapshot, segments, records."""
+        """``EventWork.finish`` in memory: value, stage, version, snapshot, segments (on change), records."""
         source = cast(TrackedEvent, item.message)
         cause = source.event_id
         previous_stage = customer.lifecycle_stage
@@ -362,7 +375,8 @@ class TenantBatch:
         snapshot, changed, row_changed = settle(customer, before, self.now)
         if row_changed:
             self.dirty.add(cast(str, item.key))
-        if self.segments.segments:
+        if self.segments.segments and (before is None or changed or counted):
+            snapshot = snapshot or snapshot_of(customer)
             counts = {k: found.get(customer.customer_id, 0) for k, found in self.rule_counts.items()}
             current = self.members[customer.customer_id]
             for segment_id, entered, change in self.segments.moves(
@@ -372,7 +386,7 @@ class TenantBatch:
                 self.moved_members.add((segment_id, customer.customer_id))
                 changes.append(change)
         self.outgoing += records(changes)
-        if changed:
+        if changed and snapshot:
             self.outgoing.append(updated_record(customer, snapshot, cause, self.now))
         _as_stored(self.states[item.key])  # type: ignore[index]
 

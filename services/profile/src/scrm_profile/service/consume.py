@@ -7,7 +7,7 @@ order). Changes for downstream services go to the outbox in the same transaction
 
 import logging
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TypeAlias
 
 from pydantic import BaseModel, ValidationError
@@ -33,6 +33,7 @@ from scrm_kit.kafka import Record
 from scrm_kit.outbox import OutgoingRecord, claim_new, enqueue
 from scrm_kit.textcheck import NUL_ESCAPE, nul_in_json
 from scrm_kit.textcheck import REASON as NUL_REASON
+from scrm_profile.adapters import bulk
 from scrm_profile.adapters import repository as repo
 from scrm_profile.adapters.identities import Resolution, resolve
 from scrm_profile.adapters.orm import CustomerRow, OrderRow, TouchRow, inbox, outbox
@@ -41,7 +42,16 @@ from scrm_profile.domain.identity import identifiers_of
 from scrm_profile.domain.settings import ProfileSettings
 from scrm_profile.service import apply
 from scrm_profile.service.segments import SegmentEvaluator
-from scrm_profile.service.snapshots import Before, Change, before_event, records, settle, updated_record, wire_record
+from scrm_profile.service.snapshots import (
+    Before,
+    Change,
+    before_event,
+    records,
+    settle,
+    snapshot_of,
+    updated_record,
+    wire_record,
+)
 from scrm_profile.service.valuation import refresh_value
 
 logger = logging.getLogger(__name__)
@@ -259,6 +269,7 @@ class EventWork:
                 )
             )
         value_changed = bool(resolution.merged_ids)
+        counted = False
         if resolution.merged_ids:  # the survivor now holds the merged customers' orders and events
             await repo.refresh_aggregates(self.session, customer)
             customer.stored_value_balance = await repo.stored_value_balance(
@@ -269,9 +280,12 @@ class EventWork:
         elif event.type in ("page", "screen"):
             apply.touch_engagement(customer, event.occurred_at)
         elif event.type == "track" and event.event:
-            changes += await self._apply_track(customer, event)
+            tracked, counted = await self._apply_track(customer, event)
+            changes += tracked
             value_changed = value_changed or event.event in ORDER_EVENTS
-        await self.finish(customer, changes, event.event_id, value_changed=value_changed, source=event, before=before)
+        await self.finish(
+            customer, changes, event.event_id, value_changed=value_changed, source=event, before=before, counted=counted
+        )
 
     async def _known_customer(self, event: TrackedEvent) -> Resolution | None:
         """The platform's own events name our customer id: no identity resolution, never a merge."""
@@ -282,9 +296,10 @@ class EventWork:
         customer = await repo.lock_customer(self.session, event.tenant_id, found.customer_id)
         return Resolution(customer) if customer is not None else None
 
-    async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
+    async def _apply_track(self, customer: CustomerRow, event: TrackedEvent) -> tuple[list[Change], bool]:
+        """The event's changes, and whether a segment's event rule counts it (stored now and matching)."""
         assert event.event is not None
-        await repo.add_event(self.session, customer, event)
+        counted = await repo.add_event(self.session, customer, event) and await self._counted(event)
         changes: list[Change] = [tracked_change(customer, event)]
         if event.event == SemanticEvent.ORDER_COMPLETED:
             changes += await self._order(customer, event)
@@ -296,7 +311,20 @@ class EventWork:
                 self.session, customer.tenant_id, customer.customer_id
             )
         changes += apply.apply_track(customer, event)
-        return changes
+        return changes, counted
+
+    async def _counted(self, event: TrackedEvent) -> bool:
+        """Whether an event rule of the tenant's segments counts this stored event (as the batch path decides)."""
+        evaluator = await self.segments(event.tenant_id)
+        for rule in evaluator.event_rules.values():
+            if rule.event != event.event:
+                continue
+            if rule.where:
+                if await bulk.matching_events(self.session, event.tenant_id, [event.event_id], rule, self.now):
+                    return True
+            elif not rule.within_days or event.occurred_at >= self.now - timedelta(days=rule.within_days):
+                return True
+        return False
 
     async def _order(self, customer: CustomerRow, event: TrackedEvent) -> list[Change]:
         try:
@@ -346,10 +374,16 @@ class EventWork:
         value_changed: bool,
         source: TrackedEvent | None = None,
         before: Before | None = None,
+        counted: bool = False,
     ) -> None:
         """Stage, value, segments; publish every change, and the new snapshot at the next version unless it equals
         ``before``'s (an event that changed nothing others see, such as a product view, publishes no
-        ``customer.updated``); ``updated_at`` moves only if the row changed (``snapshots.settle``)."""
+        ``customer.updated``); ``updated_at`` moves only if the row changed (``snapshots.settle``).
+
+        Segments are evaluated on change: when the snapshot moved, when a segment's event rule counts the event
+        (``counted``), or when there is no ``before`` (a new or merged customer, an operator's change, a sweep).
+        Otherwise nothing a rule reads has changed, so no membership can (time-window rules are the segment
+        sweep's; the value refresh re-syncs what its scores move)."""
         settings = await self.settings(customer.tenant_id)
         previous_stage = customer.lifecycle_stage
         if value_changed:
@@ -359,10 +393,12 @@ class EventWork:
         if moved is not None:
             changes.append(moved)
         snapshot, changed, _ = settle(customer, before, self.now)
-        evaluator = await self.segments(customer.tenant_id)
-        changes += await evaluator.reevaluate(self.session, customer, snapshot, self.now, cause)
+        if before is None or changed or counted:
+            evaluator = await self.segments(customer.tenant_id)
+            snapshot = snapshot or snapshot_of(customer)
+            changes += await evaluator.reevaluate(self.session, customer, snapshot, self.now, cause)
         await self.session.flush()
-        snapshots = [updated_record(customer, snapshot, cause, self.now)] if changed else []
+        snapshots = [updated_record(customer, snapshot, cause, self.now)] if changed and snapshot else []
         await enqueue(self.session, outbox, [*records(changes), *snapshots], packed=True)
 
     async def record_touch(self, result: TouchResult) -> None:

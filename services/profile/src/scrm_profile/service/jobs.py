@@ -13,6 +13,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scrm_contracts import TierChanged
+from scrm_contracts.rules import parse_rule
 from scrm_kit.clock import Clock
 from scrm_kit.outbox import enqueue
 from scrm_profile.adapters import repository as repo
@@ -76,8 +77,6 @@ class SegmentSweep:
         self._clock = clock
 
     async def __call__(self) -> int:
-        from scrm_contracts.rules import parse_rule
-
         async with self._sessions() as session:
             keys = (
                 await session.execute(
@@ -108,7 +107,9 @@ class ValueReport:
 
 
 async def refresh_tenant_value(session: AsyncSession, tenant_id: str, now: datetime) -> ValueReport:
-    """Fit CLV, score everyone, recompute RFM and tiers, publish what changed (one transaction)."""
+    """Fit CLV, score everyone, recompute RFM and tiers, publish what changed, and bring every segment of the
+    tenant up to date with the new scores, set-based (one transaction): events re-evaluate segments only when they
+    change what a rule reads, so scores moved here would otherwise wait for the customer's next change."""
     import time
 
     started = time.perf_counter()
@@ -144,6 +145,8 @@ async def refresh_tenant_value(session: AsyncSession, tenant_id: str, now: datet
         )
         outgoing += [updated_record(row, snapshot_of(row), f"value:{now.isoformat()}", now) for row in rows]
     await enqueue(session, outbox, outgoing)
+    for row in (await session.execute(select(SegmentRow).where(SegmentRow.tenant_id == tenant_id))).scalars():
+        await sync_segment(session, tenant_id, Segment(row.segment_id, row.name, parse_rule(row.rule)), now)
     return ValueReport(
         tenant_id=tenant_id,
         customers_fitted=fit.customers if fit else 0,

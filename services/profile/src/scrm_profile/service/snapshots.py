@@ -62,11 +62,10 @@ def snapshot_of(customer: CustomerRow) -> dict[str, Any]:
 ROW_COLUMNS = tuple(c.name for c in CustomerRow.__table__.columns)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Before:
-    """A customer as it stood before an event: what other services saw of it, and its row."""
+    """A customer's columns as they stood before an event."""
 
-    snapshot: dict[str, Any]
     row: dict[str, Any]
 
 
@@ -77,19 +76,23 @@ def _row(customer: CustomerRow) -> dict[str, Any]:
 
 
 def before_event(customer: CustomerRow) -> Before:
-    return Before(snapshot_of(customer), dict(_row(customer)))
+    return Before(dict(_row(customer)))
 
 
-def settle(customer: CustomerRow, before: Before | None, now: datetime) -> tuple[dict[str, Any], bool, bool]:
-    """After an event: (the snapshot, whether to publish it, whether the row changed). The version moves only with
-    the snapshot and ``updated_at`` only with the row; ``before`` None (a customer the event created or merged, an
-    operator's change) publishes and writes whatever changed."""
-    snapshot = snapshot_of(customer)
+def settle(customer: CustomerRow, before: Before | None, now: datetime) -> tuple[dict[str, Any] | None, bool, bool]:
+    """After an event: (the snapshot if the row changed, else None; whether to publish it; whether the row changed).
+    The version moves only with the snapshot and ``updated_at`` only with the row; ``before`` None (a customer the
+    event created or merged, an operator's change) publishes and writes whatever changed. An unchanged row, which
+    most events leave (a product view, a page view, known traits again), costs one comparison of the columns."""
     if before is None:
+        snapshot = snapshot_of(customer)
         published = row_changed = True
     else:
-        published = snapshot != before.snapshot
-        row_changed = published or _row(customer) != before.row
+        if _row(customer) == before.row:
+            return None, False, False
+        snapshot = snapshot_of(customer)
+        published = snapshot != snapshot_of(SimpleNamespace(**before.row))  # type: ignore[arg-type]
+        row_changed = True
     if published:
         customer.version = (customer.version or 0) + 1
     if row_changed:
