@@ -73,13 +73,10 @@ def db_url(stack: Stack) -> str:
     return stack.postgres.url
 
 
-@pytest.fixture(scope="session")
-def isolated_db_url(stack: Stack) -> str:
-    """A database of its own on the stack's PostgreSQL, migrated like the stack's, for in-process tests that read
-    back exactly what they wrote: the running services never see it, so their relays do not publish (and delete)
-    its outbox rows and no touch the stack sends for its customers comes back into it."""
+def create_database(stack: Stack, prefix: str) -> str:
+    """A new database on the stack's PostgreSQL, migrated like the stack's; its URL."""
     url = make_url(stack.postgres.url)
-    name = f"isolated_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
 
     async def create() -> None:
         connection = await asyncpg.connect(
@@ -91,11 +88,27 @@ def isolated_db_url(stack: Stack) -> str:
             await connection.close()
 
     asyncio.run(create())
-    isolated = url.set(database=name).render_as_string(hide_password=False)
+    created = url.set(database=name).render_as_string(hide_password=False)
     subprocess.run(
         [sys.executable, "-m", "scrm_cli.main", "db", "upgrade"],
-        env=stack.service_env() | {"SCRM_DB__URL": isolated},
+        env=stack.service_env() | {"SCRM_DB__URL": created},
         check=True,
         capture_output=True,
     )
-    return isolated
+    return created
+
+
+@pytest.fixture(scope="session")
+def isolated_db_url(stack: Stack) -> str:
+    """A database of its own on the stack's PostgreSQL, migrated like the stack's, for in-process tests that read
+    back exactly what they wrote: the running services never see it, so their relays do not publish (and delete)
+    its outbox rows and no touch the stack sends for its customers comes back into it."""
+    return create_database(stack, "isolated")
+
+
+@pytest.fixture
+def own_db_url(stack: Stack) -> str:
+    """A database for this one test, for a test that runs service processes of its own against it: the stack's
+    services never see it (its scheduler wakes none of the test's touches), and the test's processes see nothing
+    of other tests (their relays publish no one else's outbox rows)."""
+    return create_database(stack, "own")

@@ -1,14 +1,17 @@
 """Kill notify mid-batch (SIGKILL) and restart it: no customer gets a message twice.
 
-A private request topic and consumer group keep this notify process away from the shared stack's touches.
+A database, request topic and consumer groups of its own keep these notify processes and the stack's notify apart:
+the stack's scheduler, which wakes the due touches of every tenant in its database, would otherwise take over the
+killed process's claims itself (and send its SMS retries to the real provider), and the restart would go untested.
 """
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
+import time
 import uuid
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
@@ -32,13 +35,15 @@ async def fake() -> AsyncIterator[FakeProviders]:
         yield providers
 
 
-def start_notify(stack: Stack, topic: str, group: str, fake_url: str) -> subprocess.Popen[bytes]:
+def start_notify(stack: Stack, db_url: str, topic: str, group: str, fake_url: str) -> subprocess.Popen[bytes]:
     env = stack.service_env() | {
         "SCRM_ENV": "test",
+        "SCRM_DB__URL": db_url,
         "SCRM_ROLES": "consumer,scheduler",
         "SCRM_REQUESTS_TOPIC": topic,
         "SCRM_CONSUMER_GROUP": group,
         "SCRM_DIRECTORY_GROUP": f"{group}-directory",
+        "SCRM_WECOM__WELCOME_GROUP": f"{group}-welcome",
         "SCRM_DELIVERY__SEND_LEASE_SECONDS": "10",
         "SCRM_DELIVERY__HTTP_TIMEOUT_SECONDS": "5",
         "SCRM_PROVIDERS__ALIYUN_SMS": f"{fake_url}/aliyun/",
@@ -81,11 +86,18 @@ async def statuses(h: NotifyHarness) -> dict[str, str]:
     return {k: s for k, s in rows}
 
 
+async def stop(process: subprocess.Popen[bytes], sig: int) -> None:
+    """Signal the process and wait for it off the event loop: the fake providers answer on this loop, and the
+    process may be waiting on them to finish its sends before it exits."""
+    process.send_signal(sig)
+    await asyncio.to_thread(process.wait, 30)
+
+
 async def test_killing_notify_mid_batch_never_sends_a_message_twice(
-    stack: Stack, db_url: str, fake: FakeProviders
+    stack: Stack, own_db_url: str, fake: FakeProviders
 ) -> None:
     url = fake.url
-    async for h in harness(db_url, url):
+    async for h in harness(own_db_url, url):
         await h.configure("webhook")
         await h.configure("sms", provider="aliyun", access_key_id="LTAI-test", sign_name="Shop", template_code="S1")
         requests = []
@@ -97,30 +109,35 @@ async def test_killing_notify_mid_batch_never_sends_a_message_twice(
                 requests.append(request.model_copy(update={"requested_at": datetime.now(UTC)}))
         topic, group = f"kill-{uuid.uuid4().hex[:8]}", f"notify-kill-{uuid.uuid4().hex[:8]}"
         await produce(stack, topic, requests)
-        first = start_notify(stack, topic, group, url)
+        first = start_notify(stack, own_db_url, topic, group, url)
         try:
             while len(fake.seen) < len(requests) // 4:
                 assert first.poll() is None, "notify exited early"
                 await asyncio.sleep(0.02)
         finally:
-            os.kill(first.pid, signal.SIGKILL)
-            first.wait()
+            await stop(first, signal.SIGKILL)
         sent_before_restart = len(fake.seen)
         assert sent_before_restart < len(requests), "killed mid-batch"
-        second = start_notify(stack, topic, group, url)
+        second = start_notify(stack, own_db_url, topic, group, url)
         try:
-            for _ in range(1200):
+            deadline = time.monotonic() + 120
+            while True:
                 assert second.poll() is None, (
                     f"the restarted notify exited ({second.returncode}): {log_tail(stack, group)}"
                 )
-                if all(s in ("sent", "failed") for s in (await statuses(h)).values()) and len(await statuses(h)) == len(
-                    requests
-                ):
+                # One read for both conditions: between two reads the consumer may record (and claim) the last
+                # requests, and "all ended" from before that with "all recorded" from after is not "all done".
+                current = await statuses(h)
+                if len(current) == len(requests) and all(s in ("sent", "failed") for s in current.values()):
                     break
+                assert time.monotonic() < deadline, (
+                    f"after 120 s, {len(requests) - len(current)} touches not recorded and these not ended: "
+                    f"{Counter(s for s in current.values() if s not in ('sent', 'failed'))}; "
+                    f"the restarted notify's log ends: {log_tail(stack, group)}"
+                )
                 await asyncio.sleep(0.1)
         finally:
-            second.send_signal(signal.SIGTERM)
-            second.wait(30)
+            await stop(second, signal.SIGTERM)
         final = await statuses(h)
         assert len(final) == len(requests)
         sms_out_ids = [s.body["OutId"] for s in fake.of("sms_aliyun")]

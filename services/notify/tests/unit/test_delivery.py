@@ -37,6 +37,16 @@ def test_circuit_opens_after_consecutive_failures_and_half_opens_after_cooldown(
     assert breaker.allows(NOW + timedelta(seconds=61)) and breaker.allows(NOW + timedelta(seconds=61))
 
 
+def test_a_trial_that_never_reports_does_not_hold_the_circuit_open() -> None:
+    breaker = CircuitBreaker(threshold=1, cooldown=timedelta(seconds=30))
+    breaker.record(SendOutcome("retryable", "503"), NOW)
+    assert breaker.allows(NOW + timedelta(seconds=30))  # the trial, never sent: the claim's lease ran short
+    assert not breaker.allows(NOW + timedelta(seconds=59))
+    assert breaker.allows(NOW + timedelta(seconds=60))  # another trial a cooldown later
+    breaker.record(SendOutcome.ok(), NOW + timedelta(seconds=60))
+    assert breaker.allows(NOW + timedelta(seconds=60)) and breaker.allows(NOW + timedelta(seconds=60))
+
+
 def test_a_configuration_error_opens_the_circuit_at_once() -> None:
     breaker = CircuitBreaker(threshold=5)
     breaker.record(SendOutcome("config", "60020 IP not trusted"), NOW)

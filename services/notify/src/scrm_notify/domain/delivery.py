@@ -66,7 +66,7 @@ class TokenBucket:
 
 class CircuitBreaker:
     """Opens after ``threshold`` consecutive failures (at once on a configuration error) for ``cooldown`` seconds;
-    then lets one trial through (half-open): success closes it, failure opens it again."""
+    then lets one trial through per cooldown (half-open): success closes it, failure opens it again."""
 
     def __init__(self, threshold: int = 5, cooldown: timedelta = timedelta(seconds=30)) -> None:
         self.threshold = threshold
@@ -78,10 +78,13 @@ class CircuitBreaker:
     def allows(self, now: datetime) -> bool:
         if self.open_until is None:
             return True
-        if now >= self.open_until and not self._trial:
-            self._trial = True
-            return True
-        return False
+        if now < self.open_until:
+            return False
+        # The next trial no sooner than a cooldown from now: a trial that never reports (its send did not happen
+        # after all: the claim's lease ran short, the rate limit said later) must not keep the circuit open for good.
+        self._trial = True
+        self.open_until = now + self.cooldown
+        return True
 
     def record(self, outcome: SendOutcome, now: datetime) -> None:
         if outcome.kind in ("ok", "permanent", "deferred"):
