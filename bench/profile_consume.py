@@ -12,9 +12,10 @@ and the floor of the writes every event needs.
    partitions). The event by event path runs on a sample of ``--single-events`` for comparison.
 2. Ceiling: the same number of rows upserted into a table shaped like ``profile.customers``' hot columns with one
    ``INSERT ... SELECT FROM unnest ... ON CONFLICT DO UPDATE`` per batch: what PostgreSQL alone does here.
-3. Floor: only the writes every event needs (inbox claim, event row, one customer update per batch, one outbox
-   record), in the consumer's own statement shapes with values prepared beforehand, two sessions at once: events
-   per second and PostgreSQL's CPU per event. What the two cores have left beside it is the consumer's budget.
+3. Floor: only the writes every event needs (inbox claim, event row, one customer update per batch, one packed
+   outbox row per batch with a record per event), in the consumer's own statement shapes with values prepared
+   beforehand, two sessions at once: events per second and PostgreSQL's CPU per event. What the two cores have
+   left beside it is the consumer's budget.
 
 Every round uses a fresh tenant; medians over ``--repeats`` rounds. Writes bench/results/profile_consume.json.
 Run from the workspace root:  .venv/bin/python bench/profile_consume.py [--events N] [--customers N]
@@ -49,6 +50,7 @@ from scrm_contracts import Topic, TrackedEvent
 from scrm_kit.clock import FixedClock
 from scrm_kit.db import build_engine, build_sessionmaker
 from scrm_kit.kafka import murmur2
+from scrm_kit.outbox import PACKED, OutgoingRecord, pack
 from scrm_kit.runtime import tune_gc
 from scrm_kit.settings import DbSettings, ServiceSettings
 from scrm_profile.service.consume import ProfileConsumer
@@ -283,8 +285,8 @@ FLOOR_STATEMENTS = (
     "UPDATE profile.customers c SET last_engagement_at = s.at, updated_at = s.at, version = c.version + 1 "
     "FROM unnest(CAST(:distinct AS text[]), CAST(:last AS timestamptz[])) AS s(id, at) "
     "WHERE c.tenant_id = :t AND c.customer_id = s.id",
-    "INSERT INTO profile.outbox (topic, key, value) SELECT 'profile.changes.v1', k, v "
-    "FROM unnest(CAST(:keys AS bytea[]), CAST(:values AS bytea[])) AS s(k, v)",
+    "INSERT INTO profile.outbox (topic, key, value, headers) "
+    "VALUES ('profile.changes.v1', '', :packed, CAST(:headers AS jsonb))",
 )
 
 
@@ -292,9 +294,9 @@ async def floor(
     db_url: str, events: int, customers: int, batch: int, connections: int = 2
 ) -> tuple[float, float | None]:
     """(seconds, PostgreSQL's CPU seconds where Linux tells it) for only the writes every event needs, in the
-    consumer's own statement shapes: the inbox claim, the event row, one update per customer per batch, one outbox
-    record per event; values prepared beforehand, ``connections`` sessions at once (both cores), one transaction
-    per batch. What is left of the machine beside this is the consumer's budget."""
+    consumer's own statement shapes: the inbox claim, the event row, one update per customer per batch, one packed
+    outbox row per batch holding a record per event; values prepared beforehand, ``connections`` sessions at once
+    (both cores), one transaction per batch. What is left of the machine beside this is the consumer's budget."""
     engine = build_engine(DbSettings(url=db_url))  # type: ignore[arg-type]
     tenant = f"bench-{os.getpid()}-floor-{time.monotonic_ns()}"
     async with engine.begin() as conn:
@@ -320,9 +322,10 @@ async def floor(
         props = [orjson.dumps({"sku": f"sku-{n % 500}", "price": n}).decode() for n in range(size)]
         share.append({"t": tenant, "ids": ids, "customers": owners, "names": ["Viewed Product"] * size, "at": at,
                       "props": props, "distinct": sorted(last), "last": [last[c] for c in sorted(last)],
-                      "keys": [f"{tenant}:{c}".encode() for c in owners],
-                      "values": [orjson.dumps({"event_id": i, "properties": p})
-                                 for i, p in zip(ids, props, strict=True)]})  # fmt: skip
+                      "packed": pack([OutgoingRecord("profile.changes.v1", f"{tenant}:{c}".encode(),
+                                                     orjson.dumps({"event_id": i, "properties": p}))
+                                      for c, i, p in zip(owners, ids, props, strict=True)]),
+                      "headers": orjson.dumps({PACKED: size}).decode()})  # fmt: skip
 
     async def apply(batches: list[dict[str, Any]]) -> None:
         for params in batches:
@@ -438,7 +441,7 @@ def print_table(results: dict[str, Any]) -> None:
                       f"{r['floor_events_per_second']:,.0f} ({r.get('floor_postgres_cpu_us_per_event', '?')})",
                       f"{r['events_per_second'] / r['ceiling_rows_per_second']:.2f}",
                       f"{r.get('consumer_cpu_us_per_event', 0)} + {r.get('other_cpu_us_per_event', '?')}")  # fmt: skip
-    Console().print(table)
+    Console(width=150).print(table)
 
 
 def main() -> None:
