@@ -1,12 +1,15 @@
 """The kit's outbox relay against the real PostgreSQL and Kafka: plain and packed rows go out once each, every
-packed record with its own key, one key's records in the order they were enqueued, and a packed row counts its
-records against the relay's batch."""
+packed record with its own key, one key's records in the order they were enqueued (by one relay or several), and
+a packed row counts its records against the relay's batch."""
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any, cast
 
 import orjson
 import pytest
+from aiokafka import AIOKafkaProducer
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -20,8 +23,8 @@ from tests.integration.kafka_tap import create_topic, tap
 
 
 @pytest.fixture
-async def sessions(isolated_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = build_engine(DbSettings(url=isolated_db_url))  # type: ignore[arg-type]
+async def sessions(own_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = build_engine(DbSettings(url=own_db_url))  # type: ignore[arg-type]
     try:
         yield build_sessionmaker(engine)
     finally:
@@ -71,3 +74,51 @@ async def test_plain_and_packed_rows_are_published_once_each_in_order(
     assert all(seqs == sorted(seqs) for seqs in by_key.values())  # one key's records in the order enqueued
     async with sessions() as session:
         assert (await session.execute(text("SELECT count(*) FROM profile.outbox"))).scalar_one() == 0
+
+
+class HeldProducer:
+    """A real producer whose batches wait for ``release`` before they go (a relay caught mid-publish)."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self._producer = producer
+        self.sending = asyncio.Event()
+        self.release = asyncio.Event()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._producer, name)
+
+    async def send_batch(self, *args: Any, **kwargs: Any) -> Any:
+        self.sending.set()
+        await self.release.wait()
+        return await self._producer.send_batch(*args, **kwargs)
+
+
+async def test_two_relays_never_publish_one_keys_records_out_of_order(
+    stack: Stack, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    tenant = f"relay-{uuid.uuid4().hex[:8]}"
+    topic = f"test.relay.{tenant}"
+    await create_topic(stack.kafka.bootstrap, topic, partitions=3)
+    async with sessions() as session, session.begin():
+        await enqueue(session, outbox, [record(topic, tenant, n % 10, n) for n in range(1000)])
+    producer = build_producer(KafkaSettings(bootstrap_servers=stack.kafka.bootstrap), "-test-relay-order")
+    await producer.start()
+    try:
+        held = HeldProducer(producer)
+        first = OutboxRelay(sessions, outbox, cast(AIOKafkaProducer, held), batch_size=500)
+        second = OutboxRelay(sessions, outbox, producer, batch_size=500)
+        async with tap(stack.kafka.bootstrap, topic) as published:
+            publishing = asyncio.create_task(first.relay_once())  # claims the first 500 and is held mid-publish
+            await asyncio.wait_for(held.sending.wait(), timeout=30)
+            meanwhile = await second.relay_once()  # the next 500 must not overtake the first 500
+            held.release.set()
+            sent = [await publishing, meanwhile, await second.relay_once(), await second.relay_once()]
+            arrived = await published.collect(tenant, 1000, timeout=60)
+    finally:
+        await producer.stop()
+    assert sorted(r["seq"] for r in arrived) == list(range(1000))
+    by_key: dict[int, list[int]] = {}
+    for r in arrived:
+        by_key.setdefault(r["key"], []).append(r["seq"])
+    assert all(seqs == sorted(seqs) for seqs in by_key.values()), by_key
+    assert sent == [500, 0, 500, 0]  # the second relay waited for its turn

@@ -83,6 +83,7 @@ class OutgoingRecord:
 
 FRAME = struct.Struct(">II")  # a packed record: key length, value length, then the key and value bytes
 PACKED = "scrm.packed"  # the header of a packed row: how many records its value holds
+TURN_RETRY = 0.01  # seconds a relay woken for its own records waits for another relay's turn to end
 
 
 def pack(records: Sequence[OutgoingRecord]) -> bytes:
@@ -90,16 +91,23 @@ def pack(records: Sequence[OutgoingRecord]) -> bytes:
     return zlib.compress(b"".join(FRAME.pack(len(r.key), len(r.value)) + r.key + r.value for r in records), 1)
 
 
-def unpack(value: bytes) -> list[tuple[bytes, bytes]]:
-    """The (key, value) records ``pack`` framed, in their order."""
+def unpack(value: bytes, count: int | None = None) -> list[tuple[bytes, bytes]]:
+    """The (key, value) records ``pack`` framed, in their order; ValueError if the frames are cut short or (given
+    ``count``) hold another number of records: a damaged row fails the relay rather than publish mangled records."""
     found: list[tuple[bytes, bytes]] = []
     frames = zlib.decompress(value)
     view, at, end = memoryview(frames), 0, len(frames)
     while at < end:
+        if at + FRAME.size > end:
+            raise ValueError(f"packed outbox value: a frame header cut short at byte {at} of {end}")
         key_length, value_length = FRAME.unpack_from(view, at)
         at += FRAME.size
+        if at + key_length + value_length > end:
+            raise ValueError(f"packed outbox value: a record cut short at byte {at} of {end}")
         found.append((bytes(view[at : at + key_length]), bytes(view[at + key_length : at + key_length + value_length])))
         at += key_length + value_length
+    if count is not None and len(found) != count:
+        raise ValueError(f"packed outbox value: {len(found)} records where its header says {count}")
     return found
 
 
@@ -175,7 +183,14 @@ async def claim_new(
 
 
 class OutboxRelay:
-    """Publishes outbox rows in id order; any number of relays share the table with SKIP LOCKED.
+    """Publishes outbox rows in id order; any number of relays share the table, one publishing at a time.
+
+    A relay publishes only while it holds the table's transaction-scoped advisory lock, taken without waiting:
+    another relay's turn is skipped, not waited for. Two relays publishing at once would each hold a stretch of
+    the rows (one claim's rows are locked until Kafka acknowledged them) and could publish a later stretch before
+    an earlier one, so one key's records (a ``segment.entered`` and its ``segment.exited``) out of order; one at a
+    time, every record goes out in the order it was enqueued. Further relays are standbys: a relay killed
+    mid-publish releases the lock with its connection and the next claim, by any relay, starts where it stopped.
 
     An idle relay polls every ``idle_interval`` seconds; a handler in the same process calls ``wake()`` after it
     committed records, so they go out at once instead of waiting half an interval on average. A batch is claimed
@@ -202,6 +217,8 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._partitioner = CachedKeyPartitioner()  # one for the relay's life: it remembers each key's hash
         self._claim = claim_statement(table)
+        name = f"{table.schema}.{table.name}" if table.schema else table.name
+        self._turn = text("SELECT pg_try_advisory_xact_lock(hashtext(:name))").bindparams(name=f"outbox relay {name}")
         self._task: asyncio.Task[None] | None = None
 
     name = "outbox-relay"
@@ -227,8 +244,15 @@ class OutboxRelay:
         return self._task is not None and not self._task.done()
 
     async def relay_once(self) -> int:
-        """Publish one batch (about ``batch_size`` records, and at least one row); return how many went out."""
+        """Publish one batch (about ``batch_size`` records, and at least one row); return how many went out (0 when
+        another relay is publishing the table)."""
+        return await self._relay_once() or 0
+
+    async def _relay_once(self) -> int | None:
+        """``relay_once``; None when it is another relay's turn."""
         async with self._sessions() as session, session.begin():
+            if not (await session.execute(self._turn)).scalar_one():
+                return None
             result = await session.execute(self._claim, {"rows": self._batch_size, "budget": self._batch_size})
             rows = sorted(result.all(), key=lambda r: r.id)
             if not rows:
@@ -244,7 +268,7 @@ class OutboxRelay:
                     await sender.append(r.key, r.value, [(k, v.encode()) for k, v in headers.items()])
                     published[r.topic] += 1
                     continue
-                for key, value in unpack(r.value):
+                for key, value in unpack(r.value, headers[PACKED]):
                     await sender.append(key, value)
                 published[r.topic] += headers[PACKED]
             await asyncio.gather(*(sender.flush(self._ack_timeout) for sender in senders.values()))
@@ -254,9 +278,17 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         while not self._stopping.is_set():
+            woken = self._wakeup.is_set()
             self._wakeup.clear()
             try:
-                sent = await self.relay_once()
+                turn = await self._relay_once()
+                if turn is None and (woken or self._wakeup.is_set()):
+                    # This process committed records while another relay publishes: it may stop short of them
+                    # (its claim was made before they were), so try again as soon as its turn is likely over.
+                    await asyncio.sleep(TURN_RETRY)
+                    self._wakeup.set()
+                    continue
+                sent = turn or 0
                 OUTBOX_PENDING.set(0 if sent < self._batch_size else self._batch_size)
             except Exception:
                 logger.exception("outbox relay failed; retrying")

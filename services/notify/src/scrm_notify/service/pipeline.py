@@ -205,13 +205,14 @@ class Pipeline:
         rate = delivery.rate_per_second.get(provider, 50.0)
         bucket = self._buckets.setdefault(provider, TokenBucket(rate, rate))
         now = self._clock.now()
+        # A send must end before the claim's lease does, or the scheduler could take the touch over mid-send.
+        # (Checked before the circuit, so a half-open circuit's one trial is not spent on a touch never sent.)
+        if time.monotonic() - claimed_at + delivery.http_timeout_seconds > delivery.send_lease_seconds:
+            return Settlement(claimed, SendOutcome("retryable", "claim lease ran short; not sent", retry_at=now), False)
         if not breaker.allows(now):
             return Settlement(
                 claimed, SendOutcome("retryable", f"{provider} circuit open", retry_at=breaker.open_until), False
             )
-        # A send must end before the claim's lease does, or the scheduler could take the touch over mid-send.
-        if time.monotonic() - claimed_at + delivery.http_timeout_seconds > delivery.send_lease_seconds:
-            return Settlement(claimed, SendOutcome("retryable", "claim lease ran short; not sent", retry_at=now), False)
         wait = bucket.take(time.monotonic())
         if wait > 1.0:
             retry_at = now + timedelta(seconds=wait)
