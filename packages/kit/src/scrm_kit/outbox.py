@@ -138,20 +138,27 @@ async def enqueue(
 
 
 def claim_statement(table: Table) -> Any:
-    """The relay's claim: delete the oldest unclaimed rows holding about ``:budget`` records (a packed row counts
-    its records; the first row always comes) among the oldest ``:rows`` and return them; rows another relay holds
-    are skipped."""
+    """The relay's claim, one round trip: take the table's turn (a transaction-scoped advisory lock, without
+    waiting), then delete the oldest rows holding about ``:budget`` records (a packed row counts its records; the
+    first row always comes) among the oldest ``:rows`` and return them. When another relay has the turn, nothing
+    is locked or deleted and the one row returned is all NULL."""
     name = f"{table.schema}.{table.name}" if table.schema else table.name
     return text(
         f"""
-        DELETE FROM {name} WHERE id IN (
-            SELECT id FROM (
-                SELECT id, sum(records) OVER (ORDER BY id) - records AS before
-                FROM (SELECT id, coalesce((headers->>'{PACKED}')::int, 1) AS records FROM {name}
-                      ORDER BY id LIMIT :rows FOR UPDATE SKIP LOCKED) AS oldest
-            ) AS counted
-            WHERE before < :budget)
-        RETURNING id, topic, key, value, headers
+        WITH turn AS MATERIALIZED (SELECT pg_try_advisory_xact_lock(hashtext('outbox relay {name}')) AS ours),
+        claimed AS (
+            DELETE FROM {name} WHERE id IN (
+                SELECT id FROM (
+                    SELECT id, sum(records) OVER (ORDER BY id) - records AS before
+                    FROM (SELECT id, coalesce((headers->>'{PACKED}')::int, 1) AS records FROM {name}
+                          WHERE (SELECT ours FROM turn)  -- once, before any row is read or locked
+                          ORDER BY id LIMIT :rows FOR UPDATE SKIP LOCKED) AS oldest
+                ) AS counted
+                WHERE before < :budget)
+            RETURNING id, topic, key, value, headers)
+        SELECT id, topic, key, value, headers FROM claimed
+        UNION ALL
+        SELECT NULL, NULL, NULL, NULL, NULL FROM turn WHERE NOT turn.ours
         """
     ).columns(id=BigInteger, topic=Text, key=LargeBinary, value=LargeBinary, headers=JSONB)
 
@@ -217,8 +224,6 @@ class OutboxRelay:
         self._wakeup = asyncio.Event()
         self._partitioner = CachedKeyPartitioner()  # one for the relay's life: it remembers each key's hash
         self._claim = claim_statement(table)
-        name = f"{table.schema}.{table.name}" if table.schema else table.name
-        self._turn = text("SELECT pg_try_advisory_xact_lock(hashtext(:name))").bindparams(name=f"outbox relay {name}")
         self._task: asyncio.Task[None] | None = None
 
     name = "outbox-relay"
@@ -251,10 +256,11 @@ class OutboxRelay:
     async def _relay_once(self) -> int | None:
         """``relay_once``; None when it is another relay's turn."""
         async with self._sessions() as session, session.begin():
-            if not (await session.execute(self._turn)).scalar_one():
-                return None
             result = await session.execute(self._claim, {"rows": self._batch_size, "budget": self._batch_size})
-            rows = sorted(result.all(), key=lambda r: r.id)
+            rows = result.all()
+            if rows and rows[0].id is None:
+                return None
+            rows.sort(key=lambda r: r.id)
             if not rows:
                 return 0
             senders: dict[str, BatchedSender] = {}
